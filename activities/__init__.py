@@ -1,0 +1,1 @@
+"""Activities: the only place with I/O (PostgreSQL, HTTP). Each is small and idempotent."""

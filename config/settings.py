@@ -1,0 +1,184 @@
+"""Where the service runs and how it behaves, read once at start.
+
+Precedence, highest first: explicit overrides (CLI flags), environment variables
+(`BACKORDER_` prefix, `__` between nested names, e.g. `BACKORDER_TEMPORAL__TARGET`), the TOML
+file (`config/backorder.toml` in the working directory, or `--config PATH`), then defaults.
+Empty Temporal target and empty PostgreSQL DSN mean "embedded": `backorder dev` starts both.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from domain.policy import BackorderPolicy
+
+DEFAULT_CONFIG_FILE = Path("config/backorder.toml")
+CONFIG_FILE_ENV = "BACKORDER_CONFIG"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TemporalSettings(_Section):
+    """The Temporal cluster: empty target means the embedded dev server."""
+
+    target: str = ""
+    """host:port of the frontend, e.g. `temporal.internal:7233` or `<ns>.<acct>.tmprl.cloud:7233`.
+    Empty: the embedded dev server at `dev.host:dev.temporal_port`."""
+    namespace: str = Field(default="default", min_length=1)
+    task_queue: str = Field(default="backorder", min_length=1)
+    tls: bool = False
+    """Use TLS (implied by an API key or a client certificate)."""
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
+    tls_server_ca: Path | None = None
+    tls_server_name: str | None = None
+    api_key: SecretStr | None = None
+    """Temporal Cloud API key; sent as a bearer token over TLS."""
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TemporalSettings:
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ValueError("tls_client_cert and tls_client_key must be set together")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.api_key is not None or self.tls_client_cert is not None
+
+
+class DatabaseSettings(_Section):
+    """The application's PostgreSQL (ledger, reservations, read model, outbox)."""
+
+    dsn: SecretStr = SecretStr("")
+    """libpq connection string or URI; empty means the embedded PostgreSQL of `backorder dev`."""
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        return self
+
+
+class DevSettings(_Section):
+    """Ports and address of the embedded services started by `backorder dev`."""
+
+    host: str = "127.0.0.1"
+    temporal_port: Port = 7233
+    ui_port: Port = 8233
+    postgres_port: Port = 54329
+    temporal_log_level: str = Field(default="warn", pattern=r"^(debug|info|warn|error)$")
+
+
+class Settings(BaseSettings):
+    """All settings of one deployment of the service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BACKORDER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    site: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """The merchant site this deployment serves (one allocator per site)."""
+    data_dir: Path = Path(".backorder")
+    """Where the embedded services keep their state (Temporal SQLite file, PostgreSQL cluster)."""
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    temporal: TemporalSettings = TemporalSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    dev: DevSettings = DevSettings()
+    policy: BackorderPolicy = BackorderPolicy()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _active_toml.get()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return not self.temporal.target
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database.dsn.get_secret_value()
+
+    @property
+    def temporal_address(self) -> str:
+        """The frontend to connect to: the configured cluster, or the embedded dev server."""
+        return self.temporal.target or f"{self.dev.host}:{self.dev.temporal_port}"
+
+
+_active_toml: ContextVar[Path | None] = ContextVar("backorder_toml", default=None)
+"""The TOML file of the settings being loaded (sources are chosen by a classmethod)."""
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names each bad field and value."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings, raising SettingsError with one line per bad field.
+
+    `config_file` (the CLI's `--config`) must exist; otherwise `$BACKORDER_CONFIG`, then
+    `config/backorder.toml` in the working directory, are read when present.
+    """
+    from_env = os.environ.get(CONFIG_FILE_ENV)
+    explicit = config_file or (Path(from_env) if from_env else None)
+    if explicit is not None and not explicit.is_file():
+        raise SettingsError(f"config file not found: {explicit}")
+    toml = explicit or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+    token = _active_toml.set(toml)
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise SettingsError(_describe(err, toml)) from None
+    except ValueError as err:  # malformed TOML or an env value that is not valid JSON
+        raise SettingsError(f"invalid settings ({toml or 'environment'}): {err}") from None
+    finally:
+        _active_toml.reset(token)
+
+
+_SECRET_FIELDS = ("dsn", "api_key")
+
+
+def _describe(err: ValidationError, toml: Path | None) -> str:
+    where = f" (from the environment or {toml})" if toml else " (from the environment)"
+    lines = [f"invalid settings{where}:"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(root)"
+        env = "BACKORDER_" + "__".join(str(p).upper() for p in e["loc"])
+        value = e.get("input")
+        if isinstance(value, dict):  # a rule across fields: name the section, not its values
+            lines.append(f"  {field}: {e['msg']}")
+            continue
+        shown = "<hidden>" if any(k in field for k in _SECRET_FIELDS) else repr(value)
+        lines.append(f"  {field} = {shown}: {e['msg']} [env {env}]")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""PostgreSQL: schema migrations and the connection pool used by activities."""

@@ -1,0 +1,112 @@
+"""The merchant's backorder policy: how and when backordered stock is released.
+
+Fields arrive with the issues that use them; every field has a default, so an empty
+configuration is a valid one. The defaults follow the most common setup in the vendor documents:
+backorders on, in-stock lines ship at once, a backorder is released only when all of it can be
+assigned, current stock only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field, NonNegativeInt, model_validator
+
+from domain.order import Contract
+
+
+class ReleaseMode(StrEnum):
+    """How much of a backorder may be released when not all of it can be assigned."""
+
+    FULL = "full"
+    """Only the whole backorder; it may still ship from several locations or dates."""
+    LINE_ITEM = "line_item"
+    """Any line whose whole quantity can be assigned."""
+    QUANTITY = "quantity"
+    """Any available quantity of a line, at least one unit."""
+
+
+class AcceptanceSplit(StrEnum):
+    """What happens to an order with a shortfall when it is accepted, and to its backorder later."""
+
+    ENTIRE_ORDER = "entire_order"
+    """Any shortfall holds the whole order; nothing ships until all of it can."""
+    ON_ACCEPTANCE = "on_acceptance"
+    """In-stock lines ship now; the rest becomes one backorder, released only in full."""
+    ALL = "all"
+    """In-stock lines ship now; the backorder is split again (per `release_mode`) when it can."""
+
+
+class InsertHandling(StrEnum):
+    """What to do when the only items an order is missing are inserts (flyers, samples)."""
+
+    SHIP_WITH_ORDER = "ship_with_order"
+    """Do not split the order for them: it waits and the inserts ship with it."""
+    DROP = "drop"
+    """Ship the order without them: the missing insert quantity is cancelled."""
+
+
+TierName = Annotated[str, Field(min_length=1, max_length=50)]
+TierRank = Annotated[int, Field(ge=0, le=1_000)]
+
+
+class BackorderPolicy(Contract):
+    """Site-wide backorder settings (the `[policy]` table of `config/backorder.toml`).
+
+    Product-level switches (backorderable, future inventory, insert) live in the catalog, not here.
+    """
+
+    backorders_enabled: bool = True
+    """The site switch: when off, out-of-stock lines are cancelled instead of backordered."""
+
+    release_mode: ReleaseMode = ReleaseMode.FULL
+    """How much of a backorder a check may release; partial modes need `acceptance_split = all`."""
+
+    acceptance_split: AcceptanceSplit = AcceptanceSplit.ALL
+    """Whether in-stock lines ship at acceptance, and whether a backorder may be split again."""
+
+    max_shipments: Annotated[int, Field(ge=1)] | None = None
+    """Most shipments an order may be split into (None: no cap); at the cap the rest ships whole."""
+
+    future_inventory: bool = False
+    """Assign incoming stock (with an expected date) too; products can opt out one by one."""
+
+    future_date_limit_days: NonNegativeInt = 30
+    """Incoming stock is assigned only if expected within this many days of the planning date."""
+
+    tier_ranks: dict[TierName, TierRank] = Field(
+        default_factory=lambda: {"vip": 1, "expedited": 2, "wholesale": 3}
+    )
+    """Customer tiers served ahead of FIFO, lowest rank first; unlisted tiers come after all."""
+
+    inserts: InsertHandling = InsertHandling.SHIP_WITH_ORDER
+    """An order missing only inserts is never split for them: it waits, or they are dropped."""
+
+    default_backorder_days: NonNegativeInt = 2
+    """Days an order is expected to stay on backorder when no better date is known."""
+
+    @model_validator(mode="after")
+    def _partial_release_needs_resplitting(self) -> BackorderPolicy:
+        if self.release_mode is not ReleaseMode.FULL and (
+            self.acceptance_split is not AcceptanceSplit.ALL
+        ):
+            raise ValueError(
+                f"release_mode {self.release_mode.value!r} releases part of a backorder, but "
+                f"acceptance_split {self.acceptance_split.value!r} releases a backorder only in "
+                "full; use acceptance_split 'all' or release_mode 'full'"
+            )
+        return self
+
+    def tier_rank(self, tier: str) -> int:
+        """Where a tier queues: listed tiers by rank, every other tier after all of them."""
+        rank = self.tier_ranks.get(tier)
+        return _UNLISTED_TIER if rank is None else rank
+
+    def override(self, **changes: Any) -> BackorderPolicy:
+        """A validated copy with some fields changed (e.g. one site's settings over the base)."""
+        return BackorderPolicy.model_validate({**self.model_dump(), **changes})
+
+
+_UNLISTED_TIER = 1_001
+"""Above every allowed rank, so unlisted tiers queue last."""

@@ -1,0 +1,1 @@
+"""Wiring from settings to live connections: Temporal client, database pool, `backorder dev`."""

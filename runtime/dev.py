@@ -1,0 +1,123 @@
+"""`backorder dev`: the whole service on one machine, from one command.
+
+Starts what the settings leave empty (Temporal dev server with the Web UI, persisted to
+`<data dir>/temporal.db`; PostgreSQL in `<data dir>/pg`), applies the migrations, runs the
+worker in this process, and on SIGINT/SIGTERM stops everything in reverse order. State lives
+in the data dir, so a second run resumes every sleeping workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import Settings
+from embedded.postgres import EmbeddedPostgres
+from embedded.process import EmbeddedError
+from embedded.temporal import TemporalDevServer
+
+
+@dataclass(frozen=True)
+class DevEndpoints:
+    temporal: str
+    ui_url: str | None
+    postgres_dsn: str
+    data_dir: Path
+
+
+@contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """One `backorder dev` per data dir: two would corrupt the same SQLite file and cluster."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = data_dir / "dev.lock"
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise EmbeddedError(
+                f"{data_dir} is in use by another `backorder dev` (pid {holder}); "
+                "stop it first or use another BACKORDER_DATA_DIR"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+async def run_dev(
+    settings: Settings,
+    stop: asyncio.Event,
+    on_ready: Callable[[DevEndpoints], None],
+) -> None:
+    """Bring the stack up, call `on_ready`, run the worker until `stop` is set, tear down."""
+    from worker import serve  # the worker module imports everything; keep it lazy
+
+    data_dir = settings.data_dir.resolve()
+    dev = settings.dev
+    with data_dir_lock(data_dir):
+        async with AsyncExitStack() as stack:
+            temporal: TemporalDevServer | None = None
+            postgres: EmbeddedPostgres | None = None
+            if settings.embedded_temporal:
+                temporal = TemporalDevServer(
+                    db_file=data_dir / "temporal.db",
+                    host=dev.host,
+                    port=dev.temporal_port,
+                    ui_port=dev.ui_port,
+                    namespace=settings.temporal.namespace,
+                    log_level=dev.temporal_log_level,
+                )
+            if settings.embedded_database:
+                postgres = EmbeddedPostgres(
+                    pgdata=data_dir / "pg", host=dev.host, port=dev.postgres_port
+                )
+            servers = [s for s in (temporal, postgres) if s is not None]
+            for server in servers:  # every port first, so a conflict leaves nothing running
+                server.check_ports()
+            for server in servers:
+                stack.callback(server.stop)
+                await server.start()
+            dsn = postgres.dsn() if postgres else settings.database.dsn.get_secret_value()
+            ready = asyncio.Event()
+            endpoints = DevEndpoints(
+                temporal=settings.temporal_address,
+                ui_url=temporal.ui_url if temporal else None,
+                postgres_dsn=dsn if postgres else "(external, from BACKORDER_DATABASE__DSN)",
+                data_dir=data_dir,
+            )
+            worker = asyncio.create_task(serve(settings, dsn, stop, ready=ready))
+            ready_wait = asyncio.create_task(ready.wait())
+            done, _ = await asyncio.wait({worker, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if ready_wait in done:
+                on_ready(endpoints)
+            else:
+                ready_wait.cancel()
+            await worker
+
+
+def banner(endpoints: DevEndpoints, settings: Settings, started: float) -> str:
+    took = time.monotonic() - started
+    lines = [
+        f"backorder dev is up in {took:.1f}s (site {settings.site})",
+        f"  Temporal     {endpoints.temporal}  namespace {settings.temporal.namespace}, "
+        f"task queue {settings.temporal.task_queue}",
+    ]
+    if endpoints.ui_url:
+        lines.append(f"  Web UI       {endpoints.ui_url}")
+    lines += [
+        f"  PostgreSQL   {endpoints.postgres_dsn}",
+        f"  Data dir     {endpoints.data_dir}  (logs: temporal.log, postgres.log)",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)

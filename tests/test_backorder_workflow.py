@@ -1,0 +1,65 @@
+"""BackorderWorkflow on the time-skipping test server, with the real read-model activity."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from config import Settings
+from domain.order import Order
+from worker import build_worker
+from workflows.backorder import BackorderWorkflow
+from workflows.messages import BackorderStatus, CancelRequest
+
+
+def fresh(order: Order) -> Order:
+    """The example order under a unique id, so tests never share a workflow."""
+    return order.model_copy(update={"order_id": f"T-{uuid.uuid4().hex[:10]}"})
+
+
+async def read_row(dsn: str, order_id: str) -> tuple[str, str] | None:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute("SELECT status, site FROM orders WHERE order_id = %s", (order_id,))
+        row = await cur.fetchone()
+        return (row[0], row[1]) if row else None
+
+
+async def test_order_waits_answers_status_and_ends_on_cancel(
+    time_skipping_env: WorkflowEnvironment,
+    pg_pool: AsyncConnectionPool,
+    pg_dsn: str,
+    settings: Settings,
+    example_order: Order,
+) -> None:
+    order = fresh(example_order)
+    worker = build_worker(time_skipping_env.client, pg_pool, settings)
+    async with worker:
+        handle = await time_skipping_env.client.start_workflow(
+            BackorderWorkflow.run, order, id=order.workflow_id, task_queue=worker.task_queue
+        )
+        status = await handle.query(BackorderWorkflow.status)
+        assert status.status is BackorderStatus.BACKORDERED
+        assert [(ln.line_id, ln.ordered, ln.backordered, ln.cancelled) for ln in status.lines] == [
+            ("1", 5, 5, 0)
+        ]
+        assert str(status.order_value) == "50.00"
+
+        await time_skipping_env.sleep(timedelta(days=3, hours=1))
+        assert await read_row(pg_dsn, order.order_id) == ("backordered", "test")
+
+        await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="found it cheaper"))
+        await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="second click"))
+        summary = await handle.result()
+        final = await handle.query(BackorderWorkflow.status)
+
+    assert summary.status is BackorderStatus.CANCELLED
+    assert summary.days_in_backorder == 3
+    assert [(ln.backordered, ln.cancelled) for ln in summary.lines] == [(0, 5)]
+    assert final.cancel_reason == "found it cheaper"
+    assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
+    assert await read_row(pg_dsn, order.order_id) == ("cancelled", "test")

@@ -1,0 +1,179 @@
+"""End to end on the Temporal dev server: other systems integrate through Temporal itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+import starter
+from config import Settings
+from domain.order import Order
+from embedded.process import find_binary
+from worker import build_worker
+from workflows.backorder import BackorderWorkflow
+from workflows.messages import BackorderStatus
+
+pytestmark = pytest.mark.e2e
+
+ZERO_QUANTITY_ORDER = {
+    "order_id": "BAD", "order_number": "N", "placed_at": "2026-11-20T10:00:00Z",
+    "currency": "USD", "customer": {"id": "c", "email": "c@example.com"},
+    "fulfillment": {"type": "sth"},
+    "lines": [{"line_id": "1", "sku": "S", "quantity": 0, "unit_price": "1.00"}],
+}  # fmt: skip
+
+
+def temporal_cli(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
+    address = env.client.service_client.config.target_host
+    return subprocess.run(
+        [str(find_binary("temporal")), *args, "--address", address, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def order_json(example: Order, order_id: str) -> str:
+    return example.model_copy(update={"order_id": order_id}).model_dump_json()
+
+
+async def test_temporal_cli_starts_with_plain_json_and_reads_status(
+    dev_env: WorkflowEnvironment,
+    pg_pool: AsyncConnectionPool,
+    settings: Settings,
+    example_order: Order,
+) -> None:
+    order_id = f"CLI-{uuid.uuid4().hex[:8]}"
+    async with build_worker(dev_env.client, pg_pool, settings):
+        started = await asyncio.to_thread(
+            temporal_cli,
+            dev_env,
+            "workflow", "start",
+            "--type", "BackorderWorkflow",
+            "--task-queue", settings.temporal.task_queue,
+            "--workflow-id", f"backorder-{order_id}",
+            "--input", order_json(example_order, order_id),
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        query = await asyncio.to_thread(
+            temporal_cli, dev_env, "workflow", "query",
+            "--workflow-id", f"backorder-{order_id}", "--name", "status",
+        )  # fmt: skip
+        assert query.returncode == 0, query.stderr
+        result = json.loads(query.stdout)["queryResult"][0]
+        assert result["order_id"] == order_id
+        assert result["status"] == "backordered"
+        assert result["order_value"] == "50.00"
+        assert result["lines"][0] == {
+            "line_id": "1", "sku": "KTP", "ordered": 5, "released": 0, "backordered": 5,
+            "cancelled": 0,
+        }  # fmt: skip
+
+        handle = dev_env.client.get_workflow_handle_for(
+            BackorderWorkflow.run, f"backorder-{order_id}"
+        )
+        described = await handle.describe()
+        attrs = described.typed_search_attributes
+        from workflows import search_attributes as sa
+
+        assert attrs.get(sa.BACKORDER_STATUS) == "backordered"
+        assert attrs.get(sa.BACKORDER_SKUS) == ["KTP"]
+        assert attrs.get(sa.ORDER_VALUE) == 50.0
+        assert attrs.get(sa.CUSTOMER_TIER) == "standard"
+
+        signal = await asyncio.to_thread(
+            temporal_cli, dev_env, "workflow", "signal",
+            "--workflow-id", f"backorder-{order_id}", "--name", "cancel",
+            "--input", '{"reason": "duplicate order"}',
+        )  # fmt: skip
+        assert signal.returncode == 0, signal.stderr
+        summary = await handle.result()
+        assert summary.status is BackorderStatus.CANCELLED
+
+
+async def test_backorder_cli_start_status_cancel(
+    dev_env: WorkflowEnvironment,
+    pg_pool: AsyncConnectionPool,
+    settings: Settings,
+    example_order: Order,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order_id = f"OC-{uuid.uuid4().hex[:8]}"
+    order_file = tmp_path / "order.json"
+    order_file.write_text(order_json(example_order, order_id))
+    monkeypatch.setenv(
+        "BACKORDER_TEMPORAL__TARGET", dev_env.client.service_client.config.target_host
+    )
+    monkeypatch.setenv("BACKORDER_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = starter.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    async with build_worker(dev_env.client, pg_pool, settings):
+        code, out, _ = await asyncio.to_thread(cli, "order", "start", str(order_file))
+        assert code == 0 and f"started backorder-{order_id}" in out
+        code, _, err = await asyncio.to_thread(cli, "order", "start", str(order_file))
+        assert code == 1 and "already has a workflow" in err
+
+        code, out, _ = await asyncio.to_thread(cli, "order", "status", order_id, "--json")
+        assert code == 0 and json.loads(out)["status"] == "backordered"
+        code, out, _ = await asyncio.to_thread(cli, "order", "status", f"backorder-{order_id}")
+        assert code == 0 and "backordered, workflow running" in out
+
+        code, out, _ = await asyncio.to_thread(cli, "order", "cancel", order_id, "--reason", "oops")
+        assert code == 0
+        handle = dev_env.client.get_workflow_handle_for(
+            BackorderWorkflow.run, f"backorder-{order_id}"
+        )
+        await handle.result()
+        assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
+        code, _, err = await asyncio.to_thread(cli, "order", "cancel", order_id)
+        assert code == 1 and "completed; nothing to cancel" in err
+        code, _, err = await asyncio.to_thread(cli, "order", "status", "no-such-order")
+        assert code == 1 and "no workflow backorder-no-such-order" in err
+
+
+def test_cli_rejects_an_invalid_order_file_with_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(ZERO_QUANTITY_ORDER))
+    assert starter.main(["order", "start", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "is not a valid order" in err and "lines.0.quantity" in err
+
+
+async def test_an_invalid_order_from_the_temporal_cli_fails_the_workflow_clearly(
+    dev_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, settings: Settings
+) -> None:
+    """Not a workflow task retried forever: a failed workflow whose error names the field."""
+    workflow_id = f"backorder-BAD-{uuid.uuid4().hex[:8]}"
+    async with build_worker(dev_env.client, pg_pool, settings):
+        started = await asyncio.to_thread(
+            temporal_cli, dev_env, "workflow", "start",
+            "--type", "BackorderWorkflow", "--task-queue", settings.temporal.task_queue,
+            "--workflow-id", workflow_id, "--input", json.dumps(ZERO_QUANTITY_ORDER),
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        handle = dev_env.client.get_workflow_handle_for(BackorderWorkflow.run, workflow_id)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "InvalidInput" and cause.non_retryable
+    assert "lines.0.quantity: Input should be greater than 0" in cause.message
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED

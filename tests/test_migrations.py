@@ -1,0 +1,74 @@
+"""Schema migrations on a real PostgreSQL: in order, once, safe to run concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from db.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate
+from embedded.postgres import EmbeddedPostgres
+
+
+@pytest.fixture
+async def empty_db(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    name = f"m_{request.node.name.lower()[:40]}"
+    await pg_server.create_database(name)
+    return pg_server.dsn(name)
+
+
+async def recorded(dsn: str) -> list[str]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        return [r[0] for r in await cur.fetchall()]
+
+
+async def test_shipped_migrations_apply_once_in_order(empty_db: str) -> None:
+    shipped = [m.version for m in discover()]
+    assert shipped == sorted(shipped) and shipped[0] == "0001"
+    assert await migrate(empty_db) == shipped
+    assert await migrate(empty_db) == []
+    assert await recorded(empty_db) == shipped
+    async with await psycopg.AsyncConnection.connect(empty_db) as conn:
+        cur = await conn.execute("SELECT to_regclass('orders') IS NOT NULL")
+        assert (await cur.fetchone()) == (True,)
+
+
+async def test_concurrent_runs_apply_each_migration_once(empty_db: str) -> None:
+    results = await asyncio.gather(*(migrate(empty_db) for _ in range(4)))
+    applied = [v for r in results for v in r]
+    assert sorted(applied) == [m.version for m in discover()]
+
+
+async def test_a_failing_migration_leaves_no_trace_and_later_ones_wait(
+    empty_db: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_ok.sql").write_text("CREATE TABLE a (id int);")
+    (tmp_path / "0002_bad.sql").write_text("CREATE TABLE b (id int); SELECT * FROM missing;")
+    (tmp_path / "0003_later.sql").write_text("CREATE TABLE c (id int);")
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        await migrate(empty_db, tmp_path)
+    assert await recorded(empty_db) == ["0001"]
+    async with await psycopg.AsyncConnection.connect(empty_db) as conn:
+        cur = await conn.execute("SELECT to_regclass('b'), to_regclass('c')")
+        assert (await cur.fetchone()) == (None, None)
+
+
+async def test_editing_an_applied_migration_is_refused(empty_db: str, tmp_path: Path) -> None:
+    (tmp_path / "0001_first.sql").write_text("CREATE TABLE a (id int);")
+    await migrate(empty_db, tmp_path)
+    (tmp_path / "0001_first.sql").write_text("CREATE TABLE a (id bigint);")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await migrate(empty_db, tmp_path)
+
+
+def test_migration_files_must_be_numbered(tmp_path: Path) -> None:
+    (tmp_path / "init.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="must start with a number"):
+        discover(tmp_path)
+
+
+def test_shipped_directory_is_the_package_data() -> None:
+    assert MIGRATIONS_DIR.is_dir() and any(MIGRATIONS_DIR.glob("0001_*.sql"))

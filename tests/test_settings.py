@@ -1,0 +1,138 @@
+"""Settings: environment over TOML over defaults, and errors that name the field and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import starter
+import worker
+from config import Settings, SettingsError, load_settings
+
+ENV_PREFIXES = ("BACKORDER_",)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No stray BACKORDER_* variables, and a working directory without config/backorder.toml."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_mean_the_embedded_stack() -> None:
+    s = load_settings()
+    assert s.embedded_temporal and s.embedded_database
+    assert s.temporal_address == "127.0.0.1:7233"
+    assert s.temporal.namespace == "default" and s.temporal.task_queue == "backorder"
+    assert s.data_dir == Path(".backorder")
+    assert s.policy.backorders_enabled is True
+    assert not s.temporal.uses_tls
+
+
+def test_environment_sets_nested_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKORDER_TEMPORAL__TARGET", "temporal.internal:7233")
+    monkeypatch.setenv("BACKORDER_TEMPORAL__API_KEY", "secret-key")
+    monkeypatch.setenv("BACKORDER_DATABASE__DSN", "postgresql://app@db/backorder")
+    monkeypatch.setenv("BACKORDER_POLICY__BACKORDERS_ENABLED", "false")
+    s = load_settings()
+    assert s.temporal_address == "temporal.internal:7233"
+    assert s.temporal.uses_tls  # an API key implies TLS
+    assert not s.embedded_database
+    assert s.policy.backorders_enabled is False
+    assert "secret-key" not in repr(s)
+
+
+def test_default_toml_file_is_read_and_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "backorder.toml").write_text(
+        'site = "eu"\n[temporal]\nnamespace = "shop"\ntask_queue = "bo-eu"\n'
+        "[policy]\nbackorders_enabled = false\n"
+    )
+    monkeypatch.setenv("BACKORDER_TEMPORAL__TASK_QUEUE", "from-env")
+    s = load_settings()
+    assert s.site == "eu"
+    assert s.temporal.namespace == "shop"
+    assert s.temporal.task_queue == "from-env"
+    assert s.policy.backorders_enabled is False
+
+
+def test_explicit_config_file_overrides_the_default(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "backorder.toml").write_text('site = "default-file"\n')
+    other = tmp_path / "prod.toml"
+    other.write_text('site = "prod"\n')
+    assert load_settings(other).site == "prod"
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"config file not found: .*nope\.toml"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_invalid_values_name_field_value_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKORDER_DEV__TEMPORAL_PORT", "70000")
+    monkeypatch.setenv("BACKORDER_POLICY__BACKORDERS_ENABLED", "maybe")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "dev.temporal_port = '70000': Input should be less than or equal to 65535" in text
+    assert "[env BACKORDER_DEV__TEMPORAL_PORT]" in text
+    assert "policy.backorders_enabled = 'maybe'" in text
+
+
+def test_unknown_setting_in_toml_is_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "typo.toml"
+    cfg.write_text("[temporal]\nnamespcae = 'x'\n")
+    with pytest.raises(SettingsError, match=r"temporal.namespcae = 'x': Extra inputs"):
+        load_settings(cfg)
+
+
+def test_malformed_toml_is_reported(tmp_path: Path) -> None:
+    cfg = tmp_path / "broken.toml"
+    cfg.write_text("site = \n")
+    with pytest.raises(SettingsError, match=r"broken\.toml"):
+        load_settings(cfg)
+
+
+def test_secrets_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKORDER_TEMPORAL__TLS_CLIENT_CERT", "/etc/cert.pem")
+    monkeypatch.setenv("BACKORDER_DATABASE__POOL_MIN_SIZE", "50")
+    monkeypatch.setenv("BACKORDER_DATABASE__DSN", "postgresql://u:hunter2@db/x")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "tls_client_cert and tls_client_key must be set together" in text
+    assert "pool_min_size must not exceed pool_max_size" in text
+    assert "hunter2" not in text
+
+
+def test_commands_exit_2_with_the_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BACKORDER_DEV__UI_PORT", "abc")
+    assert starter.main(["schema", "order"]) == 2
+    assert "dev.ui_port = 'abc'" in capsys.readouterr().err
+    assert worker.main([]) == 2
+    assert "dev.ui_port = 'abc'" in capsys.readouterr().err
+
+
+def test_worker_refuses_to_start_without_production_targets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert worker.main([]) == 2
+    err = capsys.readouterr().err
+    assert "BACKORDER_TEMPORAL__TARGET and BACKORDER_DATABASE__DSN" in err
+    assert "backorder dev" in err
+
+
+def test_settings_model_is_immutable() -> None:
+    s = Settings()
+    with pytest.raises(ValueError, match="frozen"):
+        s.site = "x"  # type: ignore[misc]

@@ -1,0 +1,117 @@
+"""`backorder-worker`: the worker that runs every workflow and activity of the service.
+
+In production it joins a real Temporal cluster (or Temporal Cloud) and a real PostgreSQL named
+in the settings; `backorder dev` runs the same worker against the embedded servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.read_model import ReadModelActivities
+from config import Settings, SettingsError, load_settings
+from db.migrate import MigrationError, migrate
+from runtime.connections import ServiceUnreachable, connect_temporal, open_pool
+from workflows.backorder import BackorderWorkflow
+
+WORKFLOWS: list[type] = [BackorderWorkflow]
+
+
+def activities(pool: AsyncConnectionPool, settings: Settings) -> list[Callable[..., Any]]:
+    read_model = ReadModelActivities(pool, settings.site)
+    return [read_model.record_order]
+
+
+def build_worker(client: Client, pool: AsyncConnectionPool, settings: Settings) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities(pool, settings),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def serve(
+    settings: Settings, dsn: str, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    """Migrate, connect and poll until `stop` is set; then drain and close."""
+    try:
+        await migrate(dsn)
+    except psycopg.OperationalError as err:
+        raise ServiceUnreachable(f"cannot connect to PostgreSQL: {err}") from None
+    client = await connect_temporal(settings)
+    pool = await open_pool(dsn, settings)
+    try:
+        async with build_worker(client, pool, settings):
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+    finally:
+        await pool.close()
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="backorder-worker",
+        description="Run the backorder worker against the Temporal cluster and PostgreSQL "
+        "named in the settings (production mode).",
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    missing = [
+        env
+        for env, empty in (
+            ("BACKORDER_TEMPORAL__TARGET", settings.embedded_temporal),
+            ("BACKORDER_DATABASE__DSN", settings.embedded_database),
+        )
+        if empty
+    ]
+    if missing:
+        print(
+            f"backorder-worker needs {' and '.join(missing)} (or the same in the config file); "
+            "for the embedded servers run `backorder dev` instead",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await serve(settings, settings.database.dsn.get_secret_value(), stop)
+
+    try:
+        asyncio.run(run())
+    except (ServiceUnreachable, MigrationError) as err:
+        print(f"backorder-worker: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

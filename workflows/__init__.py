@@ -1,0 +1,1 @@
+"""Temporal workflows. Deterministic: time from `workflow.now()`, I/O only through activities."""
