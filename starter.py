@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ from db.migrate import MigrationError, migrate
 from domain.order import WORKFLOW_ID_PREFIX, Order, workflow_id_for
 from embedded.process import EmbeddedError
 from runtime.connections import ServiceUnreachable, connect_temporal
+from runtime.temporal_setup import setup_namespace
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderSummary, CancelRequest, OrderStatus
+from workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "order": Order,
@@ -196,6 +198,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     print(f"applied {', '.join(applied)}" if applied else "schema is up to date")
 
 
+async def setup_temporal(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    namespace = settings.temporal.namespace
+    created = await setup_namespace(client, namespace, timedelta(days=args.retention_days))
+    print(
+        f"namespace {namespace} {'created' if created else 'exists'}; search attributes "
+        f"registered: {', '.join(SEARCH_ATTRIBUTE_TYPES)}"
+    )
+
+
 def cmd_schema(settings: Settings, args: argparse.Namespace) -> None:
     print(json.dumps(SCHEMAS[args.name].model_json_schema(mode="validation"), indent=2))
 
@@ -229,6 +240,14 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_command", required=True)
     dsub.add_parser("migrate", help="apply schema migrations").set_defaults(run=cmd_migrate)
+
+    setup = sub.add_parser("setup", help="prepare a self-hosted Temporal cluster")
+    ssub = setup.add_subparsers(dest="setup_command", required=True)
+    temporal = ssub.add_parser("temporal", help="create the namespace and search attributes")
+    temporal.add_argument(
+        "--retention-days", type=int, default=30, help="closed-workflow retention"
+    )
+    temporal.set_defaults(run=with_client(setup_temporal))
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a public payload")
     schema.add_argument("name", choices=sorted(SCHEMAS))

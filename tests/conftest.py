@@ -21,7 +21,7 @@ from domain.order import Order
 from embedded.postgres import EmbeddedPostgres
 from embedded.process import find_binary, free_port
 from embedded.temporal import SQLITE_PRAGMAS
-from runtime.search_attributes import register as register_search_attributes
+from runtime.temporal_setup import register_search_attributes
 from workflows import search_attributes as sa
 from workflows.converter import data_converter
 

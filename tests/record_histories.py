@@ -22,7 +22,7 @@ from domain.order import Order
 from embedded.postgres import EmbeddedPostgres
 from embedded.process import find_binary, free_port
 from runtime.connections import open_pool
-from runtime.search_attributes import register
+from runtime.temporal_setup import register_search_attributes
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
@@ -54,7 +54,7 @@ async def record(version: str) -> list[Path]:
             data_converter=data_converter,
         )
         try:
-            await register(env.client, "default")
+            await register_search_attributes(env.client, "default")
             await migrate(pg.dsn())
             settings = Settings(site="replay", temporal={"task_queue": "replay"})
             pool = await open_pool(pg.dsn(), settings)

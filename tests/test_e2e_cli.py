@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -21,6 +23,7 @@ from embedded.process import find_binary
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus
+from workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
 
 pytestmark = pytest.mark.e2e
 
@@ -177,3 +180,37 @@ async def test_an_invalid_order_from_the_temporal_cli_fails_the_workflow_clearly
     assert cause.type == "InvalidInput" and cause.non_retryable
     assert "lines.0.quantity: Input should be greater than 0" in cause.message
     assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
+
+
+async def test_setup_temporal_creates_namespace_and_search_attributes_idempotently(
+    dev_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    namespace = f"shop-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(
+        "BACKORDER_TEMPORAL__TARGET", dev_env.client.service_client.config.target_host
+    )
+    monkeypatch.setenv("BACKORDER_TEMPORAL__NAMESPACE", namespace)
+    code = await asyncio.to_thread(starter.main, ["setup", "temporal", "--retention-days", "7"])
+    assert code == 0
+    assert f"namespace {namespace} created" in capsys.readouterr().out
+    code = await asyncio.to_thread(starter.main, ["setup", "temporal"])
+    assert code == 0
+    assert f"namespace {namespace} exists" in capsys.readouterr().out
+
+    listed = await dev_env.client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    assert {
+        name: IndexedValueType.Name(kind).removeprefix("INDEXED_VALUE_TYPE_")
+        for name, kind in listed.custom_attributes.items()
+        if name in SEARCH_ATTRIBUTE_TYPES
+    } == {
+        "BackorderStatus": "KEYWORD",
+        "BackorderSkus": "KEYWORD_LIST",
+        "BackorderSince": "DATETIME",
+        "CustomerTier": "KEYWORD",
+        "OrderValue": "DOUBLE",
+        "FtcState": "KEYWORD",
+    }

@@ -1,0 +1,75 @@
+"""Preparing a Temporal namespace for the service: the namespace and our search attributes.
+
+`backorder dev` gets both from the dev server's flags. A self-hosted cluster gets them from
+`backorder setup temporal` (idempotent; run it at every deploy), the time-skipping test server
+from `register_search_attributes`. Temporal Cloud namespaces are created, and their search
+attributes added, in the Cloud UI or with `tcld` (the operator API is not open there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.search_attributes import ALL
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Add every custom search attribute; ones that already exist are left as they are."""
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={
+                    key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL
+                },
+            )
+        )
+    except RPCError as err:
+        if err.status is not RPCStatusCode.ALREADY_EXISTS:
+            raise
+
+
+async def setup_namespace(
+    client: Client,
+    namespace: str,
+    retention: timedelta = timedelta(days=30),
+    propagation: timedelta = timedelta(seconds=60),
+) -> bool:
+    """Create the namespace if missing, then register the search attributes.
+
+    Returns whether the namespace was created. A new namespace takes a few seconds to reach
+    every frontend, so registration is retried until it succeeds or `propagation` passes.
+    """
+    created = True
+    try:
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=namespace,
+                workflow_execution_retention_period=Duration(
+                    seconds=int(retention.total_seconds())
+                ),
+                description="backorder: one workflow per backordered order",
+            )
+        )
+    except RPCError as err:
+        if err.status is not RPCStatusCode.ALREADY_EXISTS:
+            raise
+        created = False
+    deadline = asyncio.get_running_loop().time() + propagation.total_seconds()
+    while True:
+        try:
+            await register_search_attributes(client, namespace)
+            return created
+        except RPCError as err:
+            retryable = err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.UNAVAILABLE)
+            if not retryable or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1)
