@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +31,7 @@ from db.migrate import MigrationError, migrate
 from domain.order import WORKFLOW_ID_PREFIX, Order, workflow_id_for
 from embedded.process import EmbeddedError
 from runtime.connections import ServiceUnreachable, connect_temporal
+from runtime.process_exit import run_and_exit
 from runtime.temporal_setup import setup_namespace
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderSummary, CancelRequest, OrderStatus
@@ -272,15 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point.
-
-    Exits without interpreter teardown: the Temporal client's Rust threads can race CPython's
-    finalisation and abort a short-lived process (temporalio/sdk-python#300).
-    """
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """Console-script entry point (`backorder`)."""
+    run_and_exit(main)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from activities.read_model import ReadModelActivities
 from config import Settings, SettingsError, load_settings
 from db.migrate import MigrationError, migrate
 from runtime.connections import ServiceUnreachable, connect_temporal, open_pool
+from runtime.process_exit import run_and_exit
 from workflows.backorder import BackorderWorkflow
 
 WORKFLOWS: list[type] = [BackorderWorkflow]
@@ -113,5 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """Console-script entry point (`backorder-worker`)."""
+    run_and_exit(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

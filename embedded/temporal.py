@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from embedded.process import EmbeddedError, ensure_port_free, find_binary, log_tail, spawn, stop
+from embedded.process import ensure_port_free, find_binary, spawn, stop, wait_until_ready
 from workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
 
 # Measured: default SQLite settings make the dev server ~3.5x slower than in memory; WAL with
@@ -78,28 +77,21 @@ class TemporalDevServer:
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_file or self.db_file.with_name("temporal.log")
         self._proc = spawn(self.command(), log_file=log)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.startup_timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise EmbeddedError(
-                    f"the Temporal dev server exited with code {self._proc.returncode}; "
-                    f"last lines of {log}:\n{log_tail(log)}"
-                )
-            try:
-                client = await Client.connect(self.address, namespace=self.namespace)
-                await client.workflow_service.describe_namespace(
-                    DescribeNamespaceRequest(namespace=self.namespace)
-                )
-                return
-            except Exception:
-                if loop.time() > deadline:
-                    self.stop()
-                    raise EmbeddedError(
-                        f"the Temporal dev server did not answer on {self.address} within "
-                        f"{self.startup_timeout:.0f}s; see {log}"
-                    ) from None
-                await asyncio.sleep(0.2)
+        await wait_until_ready(
+            self._proc,
+            self._namespace_answers,
+            what="the Temporal dev server",
+            where=self.address,
+            log_file=log,
+            within_s=self.startup_timeout,
+            interval=0.2,
+        )
+
+    async def _namespace_answers(self) -> None:
+        client = await Client.connect(self.address, namespace=self.namespace)
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=self.namespace)
+        )
 
     def stop(self) -> None:
         if self._proc is not None:
