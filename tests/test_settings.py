@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,19 @@ def test_settings_model_is_immutable() -> None:
     s = Settings()
     with pytest.raises(ValueError, match="frozen"):
         s.site = "x"  # type: ignore[misc]
+
+
+def test_every_key_documented_in_the_default_file_is_a_real_setting(tmp_path: Path) -> None:
+    """Uncomment every example in config/backorder.toml: each must load as a valid setting."""
+    shipped = Path(__file__).parent.parent / "config" / "backorder.toml"
+    text = re.sub(r"(?m)^# (\[[a-z_.]+\]|[a-z_]+ = .*?)([ \t]+#.*)?$", r"\1", shipped.read_text())
+    (tmp_path / "cert.pem").write_text("x")
+    text = re.sub(r'"/etc/backorder/[a-z]+\.(pem|key)"', f'"{tmp_path}/cert.pem"', text)
+    uncommented = tmp_path / "all.toml"
+    uncommented.write_text(text)
+    s = load_settings(uncommented)
+    assert s.policy.max_shipments == 3 and s.policy.tier_ranks == {
+        "vip": 1, "expedited": 2, "wholesale": 3,
+    }  # fmt: skip
+    assert s.temporal.tls_server_name == "temporal.internal"
+    assert s.dev.postgres_port == 54329

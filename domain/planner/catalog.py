@@ -1,0 +1,42 @@
+"""The product switches the planner needs; a product the catalog does not list gets the defaults."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from domain.order import Contract, Identifier
+
+
+class Product(Contract):
+    sku: Identifier
+    backorderable: bool = True
+    """The product's "if out of stock: allow backordering"; an order line may override it."""
+    future_inventory: bool = True
+    """Incoming stock may be assigned (when the site also allows future inventory)."""
+    insert: bool = False
+    """A packing insert: an order is never split only because inserts are missing."""
+
+
+class Catalog(Contract):
+    """Products by sku; backorders are allowed for every product unless it says otherwise."""
+
+    products: Annotated[tuple[Product, ...], Field(max_length=10_000_000)] = ()
+
+    @model_validator(mode="after")
+    def _skus_unique(self) -> Catalog:
+        if len(self._by_sku) != len(self.products):
+            repeated = sorted(s for s, n in Counter(p.sku for p in self.products).items() if n > 1)
+            raise ValueError(f"products must have unique skus; repeated: {', '.join(repeated)}")
+        return self
+
+    @cached_property
+    def _by_sku(self) -> dict[str, Product]:
+        return {p.sku: p for p in self.products}
+
+    def product(self, sku: str) -> Product:
+        found = self._by_sku.get(sku)
+        return Product(sku=sku) if found is None else found
