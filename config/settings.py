@@ -86,6 +86,16 @@ class DevSettings(_Section):
     temporal_log_level: str = Field(default="warn", pattern=r"^(debug|info|warn|error)$")
 
 
+SiteName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class SiteSettings(_Section):
+    """What one site changes on top of the deployment-wide settings (`[sites.<name>]`)."""
+
+    policy: dict[str, Any] = Field(default_factory=dict)
+    """Policy fields that differ for this site: `[sites.eu.policy]` `release_mode = "quantity"`."""
+
+
 class Settings(BaseSettings):
     """All settings of one deployment of the service."""
 
@@ -97,7 +107,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    site: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    site: SiteName = "default"
     """The merchant site this deployment serves (one allocator per site)."""
     data_dir: Path = Path(".backorder")
     """Where the embedded services keep their state (Temporal SQLite file, PostgreSQL cluster)."""
@@ -106,6 +116,30 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     dev: DevSettings = DevSettings()
     policy: BackorderPolicy = BackorderPolicy()
+    """The backorder policy of every site, unless `sites.<name>.policy` changes it."""
+    sites: dict[SiteName, SiteSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _site_policies_valid(self) -> Settings:
+        for name in self.sites:
+            self.policy_for(name)  # a bad override fails at start, naming the site
+        return self
+
+    def policy_for(self, site: str) -> BackorderPolicy:
+        """The policy of `site`: the deployment's policy with that site's changes."""
+        overrides = self.sites.get(site)
+        if overrides is None or not overrides.policy:
+            return self.policy
+        try:
+            return self.policy.override(**overrides.policy)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])} = {e.get('input')!r}: {e['msg']}"
+                if e["loc"]
+                else e["msg"]
+                for e in err.errors()
+            )
+            raise ValueError(f"sites.{site}.policy: {problems}") from None
 
     @classmethod
     def settings_customise_sources(
@@ -173,12 +207,13 @@ def _describe(err: ValidationError, toml: Path | None) -> str:
     where = f" (from the environment or {toml})" if toml else " (from the environment)"
     lines = [f"invalid settings{where}:"]
     for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(root)"
-        env = "BACKORDER_" + "__".join(str(p).upper() for p in e["loc"])
+        field = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
         if isinstance(value, dict):  # a rule across fields: name the section, not its values
-            lines.append(f"  {field}: {e['msg']}")
+            lines.append(f"  {field}: {message}" if field else f"  {message}")
             continue
+        env = "BACKORDER_" + "__".join(str(p).upper() for p in e["loc"])
         shown = "<hidden>" if any(k in field for k in _SECRET_FIELDS) else repr(value)
-        lines.append(f"  {field} = {shown}: {e['msg']} [env {env}]")
+        lines.append(f"  {field} = {shown}: {message} [env {env}]")
     return "\n".join(lines)

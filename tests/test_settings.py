@@ -153,3 +153,30 @@ def test_every_key_documented_in_the_default_file_is_a_real_setting(tmp_path: Pa
     }  # fmt: skip
     assert s.temporal.tls_server_name == "temporal.internal"
     assert s.dev.postgres_port == 54329
+
+
+def test_a_site_changes_only_the_policy_fields_it_names(tmp_path: Path) -> None:
+    cfg = tmp_path / "sites.toml"
+    cfg.write_text(
+        "[policy]\nfuture_inventory = true\nfuture_date_limit_days = 10\n"
+        '[sites.eu.policy]\nrelease_mode = "quantity"\nfuture_date_limit_days = 20\n'
+    )
+    s = load_settings(cfg)
+    eu, us = s.policy_for("eu"), s.policy_for("us")
+    assert (eu.release_mode.value, eu.future_date_limit_days, eu.future_inventory) == (
+        "quantity", 20, True,
+    )  # fmt: skip
+    assert (us.release_mode.value, us.future_date_limit_days) == ("full", 10)
+    assert us == s.policy
+
+
+def test_a_bad_site_policy_fails_at_start_naming_the_site(tmp_path: Path) -> None:
+    cfg = tmp_path / "sites.toml"
+    cfg.write_text('[sites.eu.policy]\nrelease_mode = "sometimes"\n')
+    with pytest.raises(SettingsError, match=r"sites\.eu\.policy: release_mode = 'sometimes'"):
+        load_settings(cfg)
+    cfg.write_text(
+        '[sites.eu.policy]\nrelease_mode = "quantity"\nacceptance_split = "entire_order"\n'
+    )
+    with pytest.raises(SettingsError, match=r"sites\.eu\.policy: .*use acceptance_split 'all'"):
+        load_settings(cfg)
