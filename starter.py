@@ -161,7 +161,7 @@ def with_client(
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> None:
     from runtime.dev import banner, run_dev
-    from worker import stop_on_signals
+    from worker import configure_logging, stop_on_signals
 
     overrides = {
         k: v
@@ -180,6 +180,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> None:
             }
         )
     started = time.monotonic()
+    configure_logging(settings)
 
     async def go() -> None:
         stop = asyncio.Event()
