@@ -47,6 +47,16 @@ class InsertHandling(StrEnum):
     """Ship the order without them: the missing insert quantity is cancelled."""
 
 
+class PaymentTiming(StrEnum):
+    """When the customer's money is taken (a site setting)."""
+
+    AT_SHIP = "at_ship"
+    """Authorise at order, capture per shipment, void what is cancelled; keep the authorisation
+    alive while the order waits (re-authorisation)."""
+    AT_ORDER = "at_order"
+    """Captured at order; what is cancelled is refunded."""
+
+
 TierName = Annotated[str, Field(min_length=1, max_length=50)]
 TierRank = Annotated[int, Field(ge=0, le=1_000)]
 
@@ -85,6 +95,50 @@ class BackorderPolicy(Contract):
 
     default_backorder_days: NonNegativeInt = 2
     """Days an order is expected to stay on backorder when no better date is known."""
+
+    payment_timing: PaymentTiming = PaymentTiming.AT_SHIP
+    """Capture per shipment (and re-authorise while waiting), or capture at order."""
+
+    reauth_interval_days: Annotated[int, Field(ge=1, le=365)] = 10
+    """Re-authorise a waiting order's payment this often (and always before the authorisation
+    expires); only with `payment_timing = "at_ship"`."""
+
+    reauth_before_expiry_hours: Annotated[int, Field(ge=1, le=24 * 7)] = 24
+    """Re-authorise at the latest this long before the gateway's expiry of the authorisation."""
+
+    void_and_reauth_on_release: bool = False
+    """At release, void the authorisation and authorise the exact amount anew (full release)."""
+
+    customer_update_days: tuple[Annotated[int, Field(ge=1)], ...] = (7, 14)
+    """Days after acceptance on which a waiting customer gets a "still awaiting stock" notice."""
+
+    ftc_shipping_days: Annotated[int, Field(ge=1, le=365)] = 30
+    """FTC Mail, Internet, or Telephone Order Rule (16 CFR 435): ship within this many days when
+    no date was stated to the customer (30 under the rule; never set it higher)."""
+
+    ftc_notice_lead_days: Annotated[int, Field(ge=1, le=30)] = 3
+    """Send the delay-option notice this many days before a shipping deadline is missed."""
+
+    ftc_exception_days: Annotated[int, Field(ge=1)] | None = 25
+    """Days on backorder after which the order is flagged for an operator (severity high)."""
+
+    auto_cancel_days: Annotated[int, Field(ge=1)] | None = None
+    """Cancel and refund what is still backordered after this many days (None: never)."""
+
+    check_interval_hours: Annotated[int, Field(ge=1)] | None = None
+    """Ask the allocator to re-check a waiting order this often: a safety net for a missed signal
+    (None: rely on the allocator's signals and its scheduled sweep)."""
+
+    @model_validator(mode="after")
+    def _void_and_reauth_needs_full_release(self) -> BackorderPolicy:
+        if self.void_and_reauth_on_release and (
+            self.release_mode is not ReleaseMode.FULL
+            or self.payment_timing is not PaymentTiming.AT_SHIP
+        ):
+            raise ValueError(
+                "void_and_reauth_on_release needs release_mode 'full' and payment_timing 'at_ship'"
+            )
+        return self
 
     @model_validator(mode="after")
     def _partial_release_needs_resplitting(self) -> BackorderPolicy:

@@ -25,8 +25,22 @@ from domain.planner import (
     plan_acceptance,
     remaining_backorder,
 )
-from domain.policy import AcceptanceSplit, BackorderPolicy, InsertHandling, ReleaseMode
+from domain.policy import (
+    AcceptanceSplit,
+    BackorderPolicy,
+    InsertHandling,
+    PaymentTiming,
+    ReleaseMode,
+)
 from tests.planner_strategies import backorder, order, stock
+
+
+def test_void_and_reauth_on_release_needs_full_release_and_capture_at_ship() -> None:
+    with pytest.raises(ValidationError, match="needs release_mode 'full'"):
+        BackorderPolicy(void_and_reauth_on_release=True, release_mode=ReleaseMode.QUANTITY)
+    with pytest.raises(ValidationError, match="payment_timing 'at_ship'"):
+        BackorderPolicy(void_and_reauth_on_release=True, payment_timing=PaymentTiming.AT_ORDER)
+    assert BackorderPolicy(void_and_reauth_on_release=True).void_and_reauth_on_release
 
 
 def test_policy_defaults_follow_the_most_common_setup_in_the_seeds() -> None:
@@ -40,6 +54,16 @@ def test_policy_defaults_follow_the_most_common_setup_in_the_seeds() -> None:
         "tier_ranks": {"vip": 1, "expedited": 2, "wholesale": 3},
         "inserts": InsertHandling.SHIP_WITH_ORDER,
         "default_backorder_days": 2,
+        "payment_timing": PaymentTiming.AT_SHIP,
+        "reauth_interval_days": 10,
+        "reauth_before_expiry_hours": 24,
+        "void_and_reauth_on_release": False,
+        "customer_update_days": (7, 14),
+        "ftc_shipping_days": 30,
+        "ftc_notice_lead_days": 3,
+        "ftc_exception_days": 25,
+        "auto_cancel_days": None,
+        "check_interval_hours": None,
     }
 
 
