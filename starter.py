@@ -34,12 +34,24 @@ from runtime.connections import ServiceUnreachable, connect_temporal
 from runtime.process_exit import run_and_exit
 from runtime.temporal_setup import setup_namespace
 from workflows.backorder import BackorderWorkflow
-from workflows.messages import BackorderSummary, CancelRequest, OrderStatus
+from workflows.messages import (
+    AllotmentSignal,
+    BackorderSummary,
+    CancelRequest,
+    CancelResult,
+    ConsentSignal,
+    OrderStatus,
+    PriorityChange,
+)
 from workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "order": Order,
     "cancel": CancelRequest,
+    "cancel-result": CancelResult,
+    "allotment": AllotmentSignal,
+    "consent": ConsentSignal,
+    "priority": PriorityChange,
     "status": OrderStatus,
     "summary": BackorderSummary,
 }

@@ -97,3 +97,21 @@ def test_json_schema_names_the_required_contract_fields() -> None:
         "order_id", "order_number", "placed_at", "currency", "customer", "fulfillment", "lines",
     }  # fmt: skip
     assert schema["additionalProperties"] is False
+
+
+def test_every_public_payload_has_a_json_schema_and_round_trips() -> None:
+    import starter
+
+    for name, model in starter.SCHEMAS.items():
+        schema = model.model_json_schema()
+        assert schema["type"] == "object", name
+        assert schema.get("additionalProperties") is False, name
+    from workflows.messages import AllotmentSignal, ConsentSignal, PriorityChange
+
+    signal = AllotmentSignal.model_validate_json(
+        '{"pass_id": "p-1", "receipts": [{"receipt_id": "po-7", "status": "slipped"}]}'
+    )
+    assert AllotmentSignal.model_validate_json(signal.model_dump_json()) == signal
+    assert ConsentSignal.model_validate_json('{"until": "2027-01-31"}').until is not None
+    with pytest.raises(ValidationError, match="tier"):
+        PriorityChange.model_validate_json("{}")

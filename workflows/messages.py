@@ -6,6 +6,7 @@ send signals through Temporal without our Python code.
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -13,7 +14,9 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from domain.order import Contract, Identifier, Order
+from domain.order import Contract, Identifier, Money, Order
+from domain.order_book import CancelledPart
+from domain.planner import OrderRelease
 
 
 class BackorderStatus(StrEnum):
@@ -25,10 +28,58 @@ class BackorderStatus(StrEnum):
 
 
 class CancelRequest(Contract):
-    """The `cancel` signal: customer service (or the customer) withdraws the order."""
+    """The `cancel` signal: withdraw the whole order. (Cancelling given lines and quantities,
+    `lines: [CancelLine]`, arrives with the workflow that can honour it.)"""
 
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "customer request"
     requested_by: Annotated[str, Field(min_length=1, max_length=200)] = "customer-service"
+
+
+class CancelResult(Contract):
+    """The `cancel_order` update's answer: what was cancelled and the money given back."""
+
+    cancelled: tuple[CancelledPart, ...]
+    voided: Money = Decimal(0)
+    """Released from the open authorisation (payment taken at shipment)."""
+    refunded: Money = Decimal(0)
+    """Refunded from captured money (payment taken at order)."""
+
+
+class ReceiptStatus(StrEnum):
+    ARRIVED = "arrived"
+    CANCELLED = "cancelled"
+    SLIPPED = "slipped"
+    """Now expected past the future-date limit."""
+
+
+class ReceiptChange(Contract):
+    receipt_id: Identifier
+    status: ReceiptStatus
+
+
+class AllotmentSignal(Contract):
+    """The `allotment` signal from the allocator: stock reserved for this order in one pass,
+    and/or news of receipts its future shipments wait for."""
+
+    pass_id: Identifier
+    """The allocation pass; a pass delivered twice is applied once."""
+    release: OrderRelease | None = None
+    receipts: tuple[ReceiptChange, ...] = ()
+
+
+class ConsentSignal(Contract):
+    """The `consent` signal: the customer accepts the shipping delay (FTC rule)."""
+
+    until: dt.date | None = None
+    """Up to this date; none: the revised date of the last notice."""
+    channel: Annotated[str, Field(min_length=1, max_length=100)] = "customer"
+
+
+class PriorityChange(Contract):
+    """The `set_priority` signal: serve this order as `tier` from now on (e.g. `vip`)."""
+
+    tier: Annotated[str, Field(min_length=1, max_length=50)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)] = "customer service"
 
 
 class LineStatus(Contract):

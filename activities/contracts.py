@@ -1,0 +1,199 @@
+"""The activities the order workflow calls: their names and payloads, and nothing else.
+
+Pure pydantic, so the workflow imports this inside its sandbox and calls activities by name
+with typed inputs and results; implementations live next to their I/O (inventory ledger,
+payment gateway, notice outbox) and register under these names. Every call that touches
+stock or money carries an idempotency `key` made of the workflow id and the step
+(`backorder-A-1/capture/A-1-S2`), never the run id, so a retry or a replayed workflow cannot
+reserve, capture or refund twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from domain.order import Contract, Fulfillment, Identifier, Money
+from domain.order_book import BookedShipment
+from domain.planner import Allotment, Backorder, Catalog, Stock
+
+IdempotencyKey = Annotated[str, Field(min_length=3, max_length=300, pattern=r"^\S+/\S+$")]
+
+
+def step_key(workflow_id: str, step: str, *parts: str) -> str:
+    """`<workflow id>/<step>[/<part>...]`: the same step of the same order is the same key."""
+    return "/".join((workflow_id, step, *parts))
+
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ActivityContract(Generic[In, Out]):
+    """An activity's name with its input and result types, for typed calls by name."""
+
+    name: str
+    input: type[In]
+    output: type[Out]
+
+
+class Empty(Contract):
+    """The result of an activity that returns nothing."""
+
+
+# -- inventory (ledger) ------------------------------------------------------------------------
+
+
+class AvailabilityRequest(Contract):
+    order_id: Identifier
+    skus: Annotated[tuple[Identifier, ...], Field(min_length=1)]
+    fulfillment: Fulfillment
+
+
+class Availability(Contract):
+    """Free stock (on hand less reserved) and incoming receipts for the asked skus."""
+
+    stock: Stock
+    catalog: Catalog
+
+
+class StockReservation(Contract):
+    """Reserve the allotments of shipments created at acceptance (or free them: `release`)."""
+
+    key: IdempotencyKey
+    order_id: Identifier
+    allotments: Annotated[tuple[Allotment, ...], Field(min_length=1)]
+
+
+class DemandUpdate(Contract):
+    """What the order still waits for, in the allocator's demand index (None: nothing)."""
+
+    key: IdempotencyKey
+    order_id: Identifier
+    backorder: Backorder | None
+
+
+class CheckRequest(Contract):
+    """Ask the allocator to re-check one order (the periodic safety net, `check_now`)."""
+
+    order_id: Identifier
+    reason: str
+
+
+# -- payments (gateway) ------------------------------------------------------------------------
+
+
+class PaymentRequest(Contract):
+    """Authorise, capture or refund `amount`; `reference` names what it applies to."""
+
+    key: IdempotencyKey
+    order_id: Identifier
+    amount: Money
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    reference: str | None = None
+    """The authorisation to capture from or void, or the capture to refund."""
+
+
+class PaymentResult(Contract):
+    reference: str
+    """The gateway's id of the authorisation, capture, void or refund."""
+    amount: Money
+    expires_at: AwareDatetime | None = None
+    """For an authorisation: when the gateway lets it lapse."""
+
+
+# -- customer notices and operator exceptions ---------------------------------------------------
+
+
+class NoticeKind(StrEnum):
+    ON_BACKORDER = "on_backorder"
+    STILL_WAITING = "still_waiting"
+    FTC_DELAY_OPTION = "ftc_delay_option"
+    FTC_RENEWED_NOTICE = "ftc_renewed_notice"
+    SHIPPED = "shipped"
+    PARTLY_SHIPPED = "partly_shipped"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    PAYMENT_PROBLEM = "payment_problem"
+
+
+class NoticeItem(Contract):
+    sku: Identifier
+    quantity: Annotated[int, Field(gt=0)]
+
+
+class Notice(Contract):
+    """One customer message; rendered and delivered by the notices subsystem (outbox)."""
+
+    key: IdempotencyKey
+    kind: NoticeKind
+    order_id: Identifier
+    order_number: Identifier
+    email: str
+    items: tuple[NoticeItem, ...] = ()
+    expected_ship_date: dt.date | None = None
+    revised_ship_date: dt.date | None = None
+    amount: Money | None = None
+    currency: str | None = None
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ExceptionReport(Contract):
+    """A row in the operators' exception queue."""
+
+    key: IdempotencyKey
+    order_id: Identifier
+    kind: Annotated[str, Field(min_length=1, max_length=100)]
+    severity: Severity
+    detail: str
+
+
+# -- fulfilment --------------------------------------------------------------------------------
+
+
+class ShipmentRequest(Contract):
+    """Hand a shipment to fulfilment (ready, transfer) or announce it (future)."""
+
+    key: IdempotencyKey
+    order_id: Identifier
+    shipment: BookedShipment
+
+
+CHECK_AVAILABILITY = ActivityContract("check_availability", AvailabilityRequest, Availability)
+RESERVE_STOCK = ActivityContract("reserve_stock", StockReservation, Empty)
+RELEASE_STOCK = ActivityContract("release_stock", StockReservation, Empty)
+UPDATE_DEMAND = ActivityContract("update_demand", DemandUpdate, Empty)
+REQUEST_CHECK = ActivityContract("request_allocation_check", CheckRequest, Empty)
+AUTHORISE_PAYMENT = ActivityContract("authorise_payment", PaymentRequest, PaymentResult)
+CAPTURE_PAYMENT = ActivityContract("capture_payment", PaymentRequest, PaymentResult)
+VOID_PAYMENT = ActivityContract("void_payment", PaymentRequest, PaymentResult)
+REFUND_PAYMENT = ActivityContract("refund_payment", PaymentRequest, PaymentResult)
+SEND_NOTICE = ActivityContract("send_notice", Notice, Empty)
+RAISE_EXCEPTION = ActivityContract("raise_exception", ExceptionReport, Empty)
+CREATE_SHIPMENT = ActivityContract("create_shipment", ShipmentRequest, Empty)
+
+ALL: tuple[ActivityContract[Any, Any], ...] = (
+    CHECK_AVAILABILITY,
+    RESERVE_STOCK,
+    RELEASE_STOCK,
+    UPDATE_DEMAND,
+    REQUEST_CHECK,
+    AUTHORISE_PAYMENT,
+    CAPTURE_PAYMENT,
+    VOID_PAYMENT,
+    REFUND_PAYMENT,
+    SEND_NOTICE,
+    RAISE_EXCEPTION,
+    CREATE_SHIPMENT,
+)
+"""Every activity the order workflow may call; a worker must register each name."""

@@ -1,0 +1,53 @@
+"""The order workflow's activity contracts: names, payloads and idempotency keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from activities import contracts as c
+
+TOUCH_STOCK_OR_MONEY: set[c.ActivityContract[Any, Any]] = {
+    c.RESERVE_STOCK, c.RELEASE_STOCK, c.UPDATE_DEMAND, c.AUTHORISE_PAYMENT, c.CAPTURE_PAYMENT,
+    c.VOID_PAYMENT, c.REFUND_PAYMENT, c.SEND_NOTICE, c.RAISE_EXCEPTION, c.CREATE_SHIPMENT,
+}  # fmt: skip
+
+
+def test_names_are_unique_and_every_contract_is_listed() -> None:
+    names = [contract.name for contract in c.ALL]
+    assert len(names) == len(set(names)) == 12
+    listed = {v for v in vars(c).values() if isinstance(v, c.ActivityContract)}
+    assert listed == set(c.ALL)
+
+
+def test_every_side_effect_carries_an_idempotency_key() -> None:
+    for contract in TOUCH_STOCK_OR_MONEY:
+        assert "key" in contract.input.model_fields, contract.name
+        assert contract.input.model_fields["key"].is_required(), contract.name
+
+
+def test_step_keys_are_made_of_workflow_id_and_step() -> None:
+    key = c.step_key("backorder-A-1", "capture", "A-1-S2")
+    assert key == "backorder-A-1/capture/A-1-S2"
+    request = c.PaymentRequest(key=key, order_id="A-1", amount="20.00", currency="USD")
+    assert request.key == key
+    with pytest.raises(ValidationError, match="key"):
+        c.PaymentRequest(key="no-step", order_id="A-1", amount="1.00", currency="USD")
+
+
+def test_contracts_import_nothing_a_workflow_sandbox_would_refuse() -> None:
+    code = (
+        "import sys, activities.contracts; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'temporalio', 'psycopg', 'psycopg_pool', 'httpx', 'config'}))"
+    )
+    root = Path(__file__).parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert result.stdout.strip() == "[]"
