@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from activities import contracts as c
+from tests.sandbox import io_packages_imported_by
 
 TOUCH_STOCK_OR_MONEY: set[c.ActivityContract[Any, Any]] = {
     c.RESERVE_STOCK, c.RELEASE_STOCK, c.UPDATE_DEMAND, c.AUTHORISE_PAYMENT, c.CAPTURE_PAYMENT,
@@ -41,13 +39,4 @@ def test_step_keys_are_made_of_workflow_id_and_step() -> None:
 
 
 def test_contracts_import_nothing_a_workflow_sandbox_would_refuse() -> None:
-    code = (
-        "import sys, activities.contracts; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'temporalio', 'psycopg', 'psycopg_pool', 'httpx', 'config'}))"
-    )
-    root = Path(__file__).parent.parent
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
-    )
-    assert result.stdout.strip() == "[]"
+    assert io_packages_imported_by("activities.contracts") == []
