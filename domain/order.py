@@ -6,6 +6,7 @@ Later versions may add optional fields; existing field names never change.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable, Iterable
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -25,6 +26,18 @@ def _no_float(value: object) -> object:
 Money = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, max_digits=18, decimal_places=4)]
 """A non-negative amount; in JSON a decimal string such as "10.00" (a float is rejected: binary
 floats cannot hold cents exactly)."""
+
+
+def repeated(keys: Iterable[Hashable]) -> list[str]:
+    """The keys that occur more than once, sorted (for messages that name them)."""
+    return sorted(str(k) for k, n in Counter(keys).items() if n > 1)
+
+
+def require_unique(what: str, keys: Iterable[Hashable], shown: int | None = None) -> None:
+    """Raise `<what> must be unique; repeated: ...` naming the repeats (the first `shown`)."""
+    twice = repeated(keys)
+    if twice:
+        raise ValueError(f"{what} must be unique; repeated: {', '.join(twice[:shown])}")
 
 
 class Contract(BaseModel):
@@ -80,9 +93,7 @@ class Order(Contract):
 
     @model_validator(mode="after")
     def _line_ids_unique(self) -> Order:
-        repeated = sorted(i for i, n in Counter(ln.line_id for ln in self.lines).items() if n > 1)
-        if repeated:
-            raise ValueError(f"line ids must be unique; repeated: {', '.join(repeated)}")
+        require_unique("line ids", (ln.line_id for ln in self.lines))
         return self
 
     @property

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import cached_property
 from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from domain.order import Contract, Identifier
+from domain.order import Contract, Identifier, repeated
 
 
 class Product(Contract):
@@ -29,8 +28,8 @@ class Catalog(Contract):
     @model_validator(mode="after")
     def _skus_unique(self) -> Catalog:
         if len(self._by_sku) != len(self.products):
-            repeated = sorted(s for s, n in Counter(p.sku for p in self.products).items() if n > 1)
-            raise ValueError(f"products must have unique skus; repeated: {', '.join(repeated)}")
+            twice = repeated(p.sku for p in self.products)
+            raise ValueError(f"products must have unique skus; repeated: {', '.join(twice)}")
         return self
 
     @cached_property

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field, NonNegativeInt, model_validator
 
-from domain.order import Contract, Fulfillment, Identifier
+from domain.order import Contract, Fulfillment, Identifier, require_unique
 from domain.policy import BackorderPolicy
 
 
@@ -34,11 +33,7 @@ class Backorder(Contract):
 
     @model_validator(mode="after")
     def _line_ids_unique(self) -> Backorder:
-        if len({ln.line_id for ln in self.lines}) != len(self.lines):
-            repeated = sorted(
-                i for i, n in Counter(ln.line_id for ln in self.lines).items() if n > 1
-            )
-            raise ValueError(f"line ids must be unique; repeated: {', '.join(repeated)}")
+        require_unique("line ids", (ln.line_id for ln in self.lines))
         return self
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
-from collections.abc import Hashable, Iterable
 from typing import Annotated
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from domain.order import Contract, Identifier
+from domain.order import Contract, Identifier, require_unique
 
 Many = Field(max_length=10_000_000)
 
@@ -45,18 +43,14 @@ class Stock(Contract):
 
     @model_validator(mode="after")
     def _consistent(self) -> Stock:
-        _unique("location ids", (loc.location_id for loc in self.locations))
-        _unique("stock levels per (sku, location)", ((s.sku, s.location) for s in self.on_hand))
-        _unique("receipt ids", (r.receipt_id for r in self.receipts))
+        locations = (loc.location_id for loc in self.locations)
+        require_unique("location ids", locations, shown=10)
+        levels = ((s.sku, s.location) for s in self.on_hand)
+        require_unique("stock levels per (sku, location)", levels, shown=10)
+        require_unique("receipt ids", (r.receipt_id for r in self.receipts), shown=10)
         known = {loc.location_id for loc in self.locations}
         unknown = {s.location for s in self.on_hand} | {r.location for r in self.receipts}
         unknown -= known
         if unknown:
             raise ValueError(f"stock at unknown locations: {', '.join(sorted(unknown))}")
         return self
-
-
-def _unique(what: str, keys: Iterable[Hashable]) -> None:
-    repeated = sorted(str(k) for k, n in Counter(keys).items() if n > 1)
-    if repeated:
-        raise ValueError(f"{what} must be unique; repeated: {', '.join(repeated[:10])}")
