@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, NonNegativeInt, model_validator
 
-from domain.order import Contract, Identifier, Money, Order
+from domain.order import Contract, Identifier, Money, Order, repeated
 from domain.planner import (
     AcceptancePlan,
     Allotment,
@@ -263,8 +263,7 @@ class OrderBook(Contract):
             )
         if changed:
             raise StaleRelease(f"allotment names unknown lines: {', '.join(sorted(changed))}")
-        prices = {ln.line_id: ln.unit_price for ln in self.lines}
-        new = _booked(self.order_id, release.shipments, len(self.shipments), prices, now)
+        new = _booked(self.order_id, release.shipments, len(self.shipments), self._prices, now)
         return self.model_copy(
             update={"lines": tuple(lines), "shipments": self.shipments + new}
         )._checked()
@@ -296,20 +295,17 @@ class OrderBook(Contract):
         or transfer shipments are with fulfilment and cannot be cancelled here.
         """
         wanted = list(request)
-        seen: set[str] = set()
         for c in wanted:
             self.line(c.line_id)  # unknown line: refused
-            if c.line_id in seen:
-                raise CancelRejected(f"line {c.line_id} is named twice in the cancel")
-            seen.add(c.line_id)
+        if twice := repeated(c.line_id for c in wanted):
+            raise CancelRejected(f"line {twice[0]} is named twice in the cancel")
         targets = wanted or [CancelLine(line_id=ln.line_id) for ln in self.lines]
+        latest_first = sorted(self.future_shipments, key=_latest_first)
         parts = []
         for c in targets:
             ln = self.line(c.line_id)
             in_future = [
-                (s.shipment_id, s.units(ln.line_id))
-                for s in sorted(self.future_shipments, key=_latest_first)
-                if s.units(ln.line_id)
+                (s.shipment_id, units) for s in latest_first if (units := s.units(ln.line_id))
             ]
             cancellable = ln.backordered + sum(q for _, q in in_future)
             want = cancellable if c.quantity is None else c.quantity
@@ -363,11 +359,14 @@ class OrderBook(Contract):
             )
             for ln in self.lines
         )
-        prices = {ln.line_id: ln.unit_price for ln in self.lines}
-        shipments = tuple(_less(s, plan, prices) for s in self.shipments)
+        shipments = tuple(_less(s, plan, self._prices) for s in self.shipments)
         return self.model_copy(update={"lines": lines, "shipments": shipments})._checked()
 
     # -- internals -----------------------------------------------------------------------------
+
+    @property
+    def _prices(self) -> dict[str, Decimal]:
+        return {ln.line_id: ln.unit_price for ln in self.lines}
 
     def _future(self, shipment_id: str) -> BookedShipment:
         shipment = self.shipment(shipment_id)
