@@ -47,7 +47,10 @@ def build_worker(client: Client, pool: AsyncConnectionPool, settings: Settings) 
 
 
 async def serve(
-    settings: Settings, dsn: str, stop: asyncio.Event, ready: asyncio.Event | None = None
+    settings: Settings,
+    dsn: str,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Migrate, connect and poll until `stop` is set; then drain and close."""
     try:
@@ -58,8 +61,8 @@ async def serve(
     pool = await open_pool(dsn, settings)
     try:
         async with build_worker(client, pool, settings):
-            if ready is not None:
-                ready.set()
+            if on_ready is not None:
+                on_ready()
             await stop.wait()
     finally:
         await pool.close()

@@ -89,21 +89,13 @@ async def run_dev(
                 stack.callback(server.stop)
                 await server.start()
             dsn = postgres.dsn() if postgres else settings.database.dsn.get_secret_value()
-            ready = asyncio.Event()
             endpoints = DevEndpoints(
                 temporal=settings.temporal_address,
                 ui_url=temporal.ui_url if temporal else None,
                 postgres_dsn=dsn if postgres else "(external, from BACKORDER_DATABASE__DSN)",
                 data_dir=data_dir,
             )
-            worker = asyncio.create_task(serve(settings, dsn, stop, ready=ready))
-            ready_wait = asyncio.create_task(ready.wait())
-            done, _ = await asyncio.wait({worker, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if ready_wait in done:
-                on_ready(endpoints)
-            else:
-                ready_wait.cancel()
-            await worker
+            await serve(settings, dsn, stop, on_ready=lambda: on_ready(endpoints))
 
 
 def banner(endpoints: DevEndpoints, settings: Settings, started: float) -> str:
