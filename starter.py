@@ -175,22 +175,6 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> None:
     from runtime.dev import banner, run_dev
     from worker import configure_logging, stop_on_signals
 
-    overrides = {
-        k: v
-        for k, v in {
-            "temporal_port": args.temporal_port,
-            "ui_port": args.ui_port,
-            "postgres_port": args.postgres_port,
-        }.items()
-        if v is not None
-    }
-    if overrides or args.data_dir:
-        settings = settings.model_copy(
-            update={
-                "dev": settings.dev.model_copy(update=overrides),
-                "data_dir": args.data_dir or settings.data_dir,
-            }
-        )
     started = time.monotonic()
     configure_logging(settings)
 
@@ -268,10 +252,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given as command-line flags; validated like every other source."""
+    dev = {
+        name: value
+        for name in ("temporal_port", "ui_port", "postgres_port")
+        if (value := getattr(args, name, None)) is not None
+    }
+    overrides: dict[str, Any] = {"dev": dev} if dev else {}
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = args.data_dir
+    return overrides
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, **flag_overrides(args))
         args.run(settings, args)
     except SettingsError as err:
         print(err, file=sys.stderr)

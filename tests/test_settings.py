@@ -180,3 +180,22 @@ def test_a_bad_site_policy_fails_at_start_naming_the_site(tmp_path: Path) -> Non
     )
     with pytest.raises(SettingsError, match=r"sites\.eu\.policy: .*use acceptance_split 'all'"):
         load_settings(cfg)
+
+
+def test_dev_flags_are_validated_like_any_other_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert starter.main(["dev", "--ui-port", "70000"]) == 2
+    assert "dev.ui_port = 70000: Input should be less than or equal to 65535" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_flag_changes_one_field_and_keeps_the_rest_of_its_section(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BACKORDER_DEV__TEMPORAL_PORT", "17233")
+    args = starter.parser().parse_args(["dev", "--ui-port", "18233", "--data-dir", "state"])
+    s = load_settings(**starter.flag_overrides(args))
+    assert (s.dev.temporal_port, s.dev.ui_port, s.data_dir) == (17233, 18233, Path("state"))
+    assert s.dev.postgres_port == 54329
