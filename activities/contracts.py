@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from domain.order import Contract, Fulfillment, Identifier, Money
 from domain.order_book import BookedShipment
 from domain.planner import Allotment, Backorder, Catalog, Stock
+from domain.policy import BackorderPolicy
 
 IdempotencyKey = Annotated[str, Field(min_length=3, max_length=300, pattern=r"^\S+/\S+$")]
 
@@ -44,6 +45,31 @@ class ActivityContract(Generic[In, Out]):
 
 class Empty(Contract):
     """The result of an activity that returns nothing."""
+
+
+# -- errors an activity raises as a non-retryable ApplicationError of this type ----------------
+
+INSUFFICIENT_STOCK = "InsufficientStock"
+"""reserve_stock: the free stock is no longer there (another order took it)."""
+PAYMENT_DECLINED = "PaymentDeclined"
+"""The gateway refused: card declined, authorisation expired, amount above what is open."""
+INVALID_REQUEST = "InvalidRequest"
+"""The request can never succeed as sent (unknown reference, currency mismatch...)."""
+
+
+# -- site policy -------------------------------------------------------------------------------
+
+
+class PolicyRequest(Contract):
+    site: Identifier | None = None
+    """None: the worker's own site."""
+
+
+class SitePolicy(Contract):
+    """The policy an order keeps for its whole life (read once, at acceptance)."""
+
+    site: Identifier
+    policy: BackorderPolicy
 
 
 # -- inventory (ledger) ------------------------------------------------------------------------
@@ -162,13 +188,15 @@ class ExceptionReport(Contract):
 
 
 class ShipmentRequest(Contract):
-    """Hand a shipment to fulfilment (ready, transfer) or announce it (future)."""
+    """Tell fulfilment a shipment's state: hand it over (ready, transfer), announce it
+    (future), or withdraw it (cancelled). The key names the shipment and its status."""
 
     key: IdempotencyKey
     order_id: Identifier
     shipment: BookedShipment
 
 
+LOAD_POLICY = ActivityContract("load_policy", PolicyRequest, SitePolicy)
 CHECK_AVAILABILITY = ActivityContract("check_availability", AvailabilityRequest, Availability)
 RESERVE_STOCK = ActivityContract("reserve_stock", StockReservation, Empty)
 RELEASE_STOCK = ActivityContract("release_stock", StockReservation, Empty)
@@ -180,9 +208,10 @@ VOID_PAYMENT = ActivityContract("void_payment", PaymentRequest, PaymentResult)
 REFUND_PAYMENT = ActivityContract("refund_payment", PaymentRequest, PaymentResult)
 SEND_NOTICE = ActivityContract("send_notice", Notice, Empty)
 RAISE_EXCEPTION = ActivityContract("raise_exception", ExceptionReport, Empty)
-CREATE_SHIPMENT = ActivityContract("create_shipment", ShipmentRequest, Empty)
+PUBLISH_SHIPMENT = ActivityContract("publish_shipment", ShipmentRequest, Empty)
 
 ALL: tuple[ActivityContract[Any, Any], ...] = (
+    LOAD_POLICY,
     CHECK_AVAILABILITY,
     RESERVE_STOCK,
     RELEASE_STOCK,
@@ -194,6 +223,6 @@ ALL: tuple[ActivityContract[Any, Any], ...] = (
     REFUND_PAYMENT,
     SEND_NOTICE,
     RAISE_EXCEPTION,
-    CREATE_SHIPMENT,
+    PUBLISH_SHIPMENT,
 )
 """Every activity the order workflow may call; a worker must register each name."""

@@ -11,6 +11,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
+import datetime as dt
+
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
@@ -82,6 +84,26 @@ class OrderLine(Contract):
         return self.unit_price * self.quantity
 
 
+class OrderPayment(Contract):
+    """The payment the order system took at checkout: an authorisation where the site captures
+    at shipment, a capture where it captures at order. No payment: the order is not paid through
+    this service (invoiced, or paid elsewhere) and the workflow moves no money."""
+
+    reference: Identifier
+    """The gateway's id of the authorisation (or capture)."""
+    amount: Money
+    authorised_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+    """When the gateway lets the authorisation lapse; unknown: `authorised_at` + 7 days (a
+    card's usual hold)."""
+
+    @model_validator(mode="after")
+    def _expires_after_authorised(self) -> OrderPayment:
+        if self.expires_at is not None and self.expires_at <= self.authorised_at:
+            raise ValueError("expires_at must be after authorised_at")
+        return self
+
+
 class Order(Contract):
     order_id: Identifier
     order_number: Identifier
@@ -90,10 +112,19 @@ class Order(Contract):
     customer: Customer
     fulfillment: Fulfillment
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=1000)]
+    site: Identifier | None = None
+    """The storefront whose policy applies (`[sites.<name>]`); none: the worker's `site`."""
+    stated_ship_date: dt.date | None = None
+    """The ship date promised at checkout, if any: the FTC rule's deadline (else 30 days)."""
+    payment: OrderPayment | None = None
 
     @model_validator(mode="after")
     def _line_ids_unique(self) -> Order:
         require_unique("line ids", (ln.line_id for ln in self.lines))
+        if self.payment is not None and self.payment.amount > self.value:
+            raise ValueError(
+                f"payment.amount {self.payment.amount} is more than the order's value {self.value}"
+            )
         return self
 
     @property

@@ -1,0 +1,1 @@
+"""Payment gateways: the interface the payment activities use, and its implementations."""
