@@ -5,13 +5,12 @@ Later versions may add optional fields; existing field names never change.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
-
-import datetime as dt
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
