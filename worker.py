@@ -21,9 +21,15 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.fulfilment import FulfilmentActivities
+from activities.inventory import InventoryActivities
+from activities.notices import NoticeActivities
+from activities.payments import PaymentActivities
+from activities.policy import PolicyActivities
 from activities.read_model import ReadModelActivities
 from config import Settings, SettingsError, load_settings
 from db.migrate import MigrationError, migrate
+from payments.sandbox import SandboxGateway
 from runtime.connections import ServiceUnreachable, connect_temporal, open_pool
 from runtime.process_exit import run_and_exit
 from workflows.backorder import BackorderWorkflow
@@ -32,8 +38,16 @@ WORKFLOWS: list[type] = [BackorderWorkflow]
 
 
 def activities(pool: AsyncConnectionPool, settings: Settings) -> list[Callable[..., Any]]:
-    read_model = ReadModelActivities(pool, settings.site)
-    return [read_model.record_order]
+    """Every activity the workflows call, on the worker's one connection pool. Payments go to
+    the sandbox gateway (state in PostgreSQL) until a real gateway is configured."""
+    return [
+        ReadModelActivities(pool, settings.site).record_order,
+        PolicyActivities(settings).load_policy,
+        *InventoryActivities(pool).activities(),
+        *PaymentActivities(SandboxGateway(pool)).activities(),
+        *NoticeActivities(pool).activities(),
+        *FulfilmentActivities(pool).activities(),
+    ]
 
 
 def build_worker(client: Client, pool: AsyncConnectionPool, settings: Settings) -> Worker:

@@ -164,6 +164,9 @@ class Notice(Contract):
     items: tuple[NoticeItem, ...] = ()
     expected_ship_date: dt.date | None = None
     revised_ship_date: dt.date | None = None
+    respond_by: AwareDatetime | None = None
+    """FTC notices: the order is cancelled then unless the customer consents; None on a delay
+    notice: silence is consent."""
     amount: Money | None = None
     currency: str | None = None
 

@@ -359,8 +359,13 @@ class OrderBook(Contract):
             )
             for ln in self.lines
         )
-        shipments = tuple(_less(s, plan, self._prices) for s in self.shipments)
+        shipments = tuple(_less(s, plan, self._prices)[0] for s in self.shipments)
         return self.model_copy(update={"lines": lines, "shipments": shipments})._checked()
+
+    def freed_by(self, plan: CancelPlan) -> tuple[Allotment, ...]:
+        """The reservations a cancel planned on this book gives back to the ledger: the units it
+        takes out of future shipments."""
+        return tuple(a for s in self.shipments for a in _less(s, plan, self._prices)[1])
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -428,21 +433,28 @@ def _latest_first(s: BookedShipment) -> tuple[int, str]:
     return (-(s.expected_date or dt.date.min).toordinal(), s.shipment_id)
 
 
-def _less(shipment: BookedShipment, plan: CancelPlan, prices: dict[str, Decimal]) -> BookedShipment:
-    """A future shipment with the plan's cancelled units taken out (cancelled when emptied)."""
+def _less(
+    shipment: BookedShipment, plan: CancelPlan, prices: dict[str, Decimal]
+) -> tuple[BookedShipment, tuple[Allotment, ...]]:
+    """A future shipment with the plan's cancelled units taken out (cancelled when emptied),
+    and the allotments taken out of it."""
     owed = {
         p.line_id: q for p in plan.parts for sid, q in p.from_future if sid == shipment.shipment_id
     }
     if not owed:
-        return shipment
-    kept = []
+        return shipment, ()
+    kept, freed = [], []
     for a in reversed(shipment.allotments):  # the latest receipts give way first
         take = min(a.quantity, owed.get(a.line_id, 0))
         owed[a.line_id] = owed.get(a.line_id, 0) - take
+        if take:
+            freed.append(a.model_copy(update={"quantity": take}))
         if a.quantity > take:
             kept.append(a.model_copy(update={"quantity": a.quantity - take}))
+    freed.reverse()
     if not kept:
-        return shipment.model_copy(update={"status": ShipmentStatus.CANCELLED})
+        return shipment.model_copy(update={"status": ShipmentStatus.CANCELLED}), tuple(freed)
     kept.reverse()
     amount = sum((prices[a.line_id] * a.quantity for a in kept), Decimal(0))
-    return shipment.model_copy(update={"allotments": tuple(kept), "amount": amount})
+    less = shipment.model_copy(update={"allotments": tuple(kept), "amount": amount})
+    return less, tuple(freed)

@@ -1,86 +1,141 @@
-"""Record workflow histories for the replay test: `python -m tests.record_histories`.
+"""Record workflow histories for the replay test: `python -m tests.record_histories vN`.
 
 Run it when a workflow change is released, and commit the new files next to the old ones.
 Never delete or regenerate a history of a version that may still have running workflows:
 the replay test proves today's code can still continue those runs (`workflow.patched`).
+The activities are the test world's (`tests.fakes`): a replay never runs activities, it only
+checks that the workflow asks for the same ones in the same order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
+import datetime as dt
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from config import Settings
-from db.migrate import migrate
-from domain.order import Order
-from embedded.postgres import EmbeddedPostgres
-from embedded.process import find_binary, free_port
-from runtime.connections import open_pool
+from domain.order_book import CancelLine
+from domain.planner import Shipment, ShipmentKind
+from domain.policy import BackorderPolicy, PaymentTiming, ReleaseMode
+from embedded.process import find_binary
 from runtime.temporal_setup import register_search_attributes
-from worker import build_worker
+from tests.fakes import World
+from tests.order_life import Clock, current, future, make_order, release, running, start, stock
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
-from workflows.messages import CancelRequest
+from workflows.messages import (
+    AllotmentSignal,
+    CancelRequest,
+    ConsentSignal,
+    ReceiptChange,
+    ReceiptStatus,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
-EXAMPLE = Path(__file__).parent.parent / "examples" / "order-A-1.json"
+BY_QUANTITY = BackorderPolicy(release_mode=ReleaseMode.QUANTITY, future_inventory=True)
 
-Handle = WorkflowHandle[BackorderWorkflow, object]
-Scenario = Callable[[WorkflowEnvironment, Handle], Awaitable[None]]
+Scenario = Callable[[WorkflowEnvironment, str], Awaitable[str]]
+"""Runs one order's life on the task queue given; returns its workflow id."""
 
 
-async def cancelled_after_three_days(env: WorkflowEnvironment, handle: Handle) -> None:
-    await env.sleep(timedelta(days=3))
+async def cancelled_after_three_days(env: WorkflowEnvironment, queue: str) -> str:
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("KTP", 5, "10.00")])
+    handle = await start(env, order, queue)
+    await env.sleep(dt.timedelta(days=3))
     await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="changed my mind"))
     await handle.result()
+    return order.workflow_id
 
 
-SCENARIOS: dict[str, Scenario] = {"cancelled_after_three_days": cancelled_after_three_days}
+async def released_in_parts_over_ninety_days(env: WorkflowEnvironment, queue: str) -> str:
+    t0 = await env.get_current_time()
+    clock, day91 = Clock(env, t0), (t0 + dt.timedelta(days=91)).date()
+    order = make_order(t0, [("A", 2, "10.00"), ("B", 4, "5.00")], paid="40.00")
+    handle = await start(env, order, queue)
+    await clock.until(28)
+    await handle.signal(BackorderWorkflow.consent, ConsentSignal(until=day91 + dt.timedelta(4)))
+    await clock.until(40)
+    ready = Shipment(kind=ShipmentKind.READY, location="DC", allotments=(current("L2", "B", 1),))
+    signal = AllotmentSignal(
+        pass_id="P1", release=release(order.order_id, [("L2", "B", 1, 3)], ready)
+    )
+    await handle.signal(BackorderWorkflow.allotment, signal)
+    await handle.signal(BackorderWorkflow.allotment, signal)
+    await clock.until(45)
+    later = Shipment(
+        kind=ShipmentKind.FUTURE,
+        location="DC",
+        expected_date=day91,
+        allotments=(future("L2", "B", 3, "PO-7", day91),),
+    )
+    signal = AllotmentSignal(
+        pass_id="P2", release=release(order.order_id, [("L2", "B", 3, 0)], later)
+    )
+    await handle.signal(BackorderWorkflow.allotment, signal)
+    await clock.until(89.5)
+    arrived = ReceiptChange(receipt_id="PO-7", status=ReceiptStatus.ARRIVED)
+    await handle.signal(
+        BackorderWorkflow.allotment, AllotmentSignal(pass_id="P3", receipts=(arrived,))
+    )
+    await handle.result()
+    return order.workflow_id
+
+
+async def part_cancelled_then_ftc_cancelled(env: WorkflowEnvironment, queue: str) -> str:
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("A", 3, "10.00"), ("B", 2, "5.00")], paid="40.00")
+    handle = await start(env, order, queue)
+    await env.sleep(dt.timedelta(days=2))
+    await handle.execute_update(
+        BackorderWorkflow.cancel_order, CancelRequest(lines=(CancelLine(line_id="L2"),))
+    )
+    await handle.result()
+    return order.workflow_id
+
+
+SCENARIOS: dict[str, tuple[Scenario, World]] = {
+    "cancelled_after_three_days": (cancelled_after_three_days, World()),
+    "released_in_parts_over_ninety_days": (
+        released_in_parts_over_ninety_days,
+        World(policy=BY_QUANTITY, stock=stock({"A": 2}, receipts=[("PO-7", "B", 3, dt.date.max)])),
+    ),
+    "part_cancelled_then_ftc_cancelled": (
+        part_cancelled_then_ftc_cancelled,
+        World(
+            policy=BackorderPolicy(payment_timing=PaymentTiming.AT_ORDER),
+            stock=stock({"A": 1}),
+        ),
+    ),
+}
 
 
 async def record(version: str) -> list[Path]:
     written = []
-    with tempfile.TemporaryDirectory() as tmp:
-        pg = EmbeddedPostgres(Path(tmp) / "pg", port=free_port(), durable=False)
-        await pg.start()
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(find_binary("temporal-test-server")),
-            data_converter=data_converter,
-        )
-        try:
-            await register_search_attributes(env.client, "default")
-            await migrate(pg.dsn())
-            settings = Settings(site="replay", temporal={"task_queue": "replay"})
-            pool = await open_pool(pg.dsn(), settings)
-            order = Order.model_validate_json(EXAMPLE.read_text())
-            async with build_worker(env.client, pool, settings):
-                for name, scenario in SCENARIOS.items():
-                    handle = await env.client.start_workflow(
-                        BackorderWorkflow.run,
-                        order.model_copy(update={"order_id": f"{name}"}),
-                        id=f"backorder-{name}",
-                        task_queue="replay",
-                    )
-                    await scenario(env, handle)
-                    history = await handle.fetch_history()
-                    path = HISTORIES / f"{version}-{name}.json"
-                    path.write_text(history.to_json())
-                    written.append(path)
-            await pool.close()
-        finally:
-            await env.shutdown()
-            pg.stop()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=data_converter,
+    )
+    try:
+        await register_search_attributes(env.client, "default")
+        for name, (scenario, world) in SCENARIOS.items():
+            async with running(env, world, f"replay-{name}"):
+                workflow_id = await scenario(env, f"replay-{name}")
+                history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+            path = HISTORIES / f"{version}-{name}.json"
+            path.write_text(history.to_json())
+            written.append(path)
+    finally:
+        await env.shutdown()
     return written
 
 
 if __name__ == "__main__":
     import sys
 
-    for p in asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "v1")):
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.record_histories VERSION   (e.g. v2)")
+    for p in asyncio.run(record(sys.argv[1])):
         print(f"wrote {p}")

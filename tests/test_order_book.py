@@ -122,6 +122,9 @@ def test_cancelling_the_whole_order_takes_waiting_and_future_units_only() -> Non
     assert [(p.line_id, p.from_backorder, p.from_future, p.amount) for p in plan.parts] == [
         ("KTP", 2, (("A-1-S2", 3),), Decimal("50.00")),
     ]
+    assert [(a.line_id, a.quantity, a.source) for a in book.freed_by(plan)] == [
+        ("KTP", 3, "future")
+    ]
     after = book.cancel(plan)
     assert counts(after) == {"KTP": (0, 0, 5), "KTP2": (2, 0, 0)}
     assert after.shipment("A-1-S2").status is ShipmentStatus.CANCELLED
@@ -139,6 +142,8 @@ def test_a_partial_cancel_takes_waiting_units_first_then_the_latest_future_shipm
     plan = book.plan_cancel([CancelLine(line_id="KTP", quantity=3)])
     assert plan.units == 3 and plan.amount == Decimal("30.00")
     assert plan.parts[0].from_backorder == 2
+    freed = book.freed_by(plan)
+    assert [(a.quantity, a.expected_date) for a in freed] == [(1, dt.date(2026, 5, 1))]
     after = book.cancel(plan)
     assert counts(after) == {"KTP": (3, 0, 3)}
     later = next(s for s in after.shipments if s.expected_date == dt.date(2026, 5, 1))
@@ -187,7 +192,10 @@ def test_every_unit_stays_counted_through_any_life(
     for s in book.future_shipments[:1]:
         book = book.back_to_backorder(s.shipment_id)
     if book.unshipped_units:
-        book = book.cancel(book.plan_cancel())
+        plan = book.plan_cancel()
+        freed = sum(a.quantity for a in book.freed_by(plan))
+        assert freed == sum(q for p in plan.parts for _, q in p.from_future)
+        book = book.cancel(plan)
     assert book.settled
     for ln, q in zip(book.lines, ordered, strict=True):
         assert ln.released + ln.backordered + ln.cancelled == q

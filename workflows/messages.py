@@ -15,22 +15,31 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field
 
 from domain.order import Contract, Identifier, Money, Order
-from domain.order_book import CancelledPart
+from domain.order_book import BookedShipment, CancelledPart, CancelLine, OrderBook
+from domain.payment import PaymentBook
 from domain.planner import OrderRelease
+from domain.policy import BackorderPolicy
+from domain.schedule import FtcState, ScheduleState, ScheduleSummary
 
 
 class BackorderStatus(StrEnum):
     """The order's place in its life; also the `BackorderStatus` search attribute."""
 
     BACKORDERED = "backordered"
-    CANCELLED = "cancelled"
+    """Units wait for stock."""
+    AWAITING_RECEIPT = "awaiting_receipt"
+    """Every unit is assigned, but some wait in future shipments for incoming stock."""
     COMPLETED = "completed"
+    """Nothing is left to ship; at least part of the order shipped."""
+    CANCELLED = "cancelled"
+    """Nothing shipped: the whole order was cancelled."""
 
 
 class CancelRequest(Contract):
-    """The `cancel` signal: withdraw the whole order. (Cancelling given lines and quantities,
-    `lines: [CancelLine]`, arrives with the workflow that can honour it.)"""
+    """The `cancel` signal and `cancel_order` update: withdraw the whole order (no `lines`), or
+    the given lines (all of a line not shipped yet, or `quantity` units of it)."""
 
+    lines: Annotated[tuple[CancelLine, ...], Field(max_length=1000)] = ()
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "customer request"
     requested_by: Annotated[str, Field(min_length=1, max_length=200)] = "customer-service"
 
@@ -75,6 +84,12 @@ class ConsentSignal(Contract):
     channel: Annotated[str, Field(min_length=1, max_length=100)] = "customer"
 
 
+class CheckNow(Contract):
+    """The `check_now` signal: ask the allocator to look at this order again at once."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)] = "operator request"
+
+
 class PriorityChange(Contract):
     """The `set_priority` signal: serve this order as `tier` from now on (e.g. `vip`)."""
 
@@ -89,6 +104,14 @@ class LineStatus(Contract):
     released: int
     backordered: int
     cancelled: int
+
+
+class LogEntry(Contract):
+    """One thing that happened to the order: an allotment, a check, a notice, a cancel..."""
+
+    at: AwareDatetime
+    event: str
+    detail: str
 
 
 class OrderStatus(Contract):
@@ -107,6 +130,14 @@ class OrderStatus(Contract):
     days_in_backorder: int
     """Whole days between `backordered_since` and `as_of`."""
     lines: list[LineStatus]
+    shipments: tuple[BookedShipment, ...] = ()
+    payment: PaymentBook | None = None
+    expected_ship_date: dt.date | None = None
+    ftc_state: FtcState = FtcState.NONE
+    schedule: ScheduleSummary | None = None
+    """The FTC deadline and the next timer of each kind (None: nothing is armed)."""
+    log: tuple[LogEntry, ...] = ()
+    """The latest events, oldest first (at most the last 200)."""
     cancel_reason: str | None = None
 
 
@@ -116,6 +147,8 @@ class BackorderSummary(Contract):
     order_id: Identifier
     status: BackorderStatus
     lines: list[LineStatus]
+    shipments: tuple[BookedShipment, ...] = ()
+    payment: PaymentBook | None = None
     days_in_backorder: int
     ended_at: datetime
 
@@ -127,3 +160,27 @@ class OrderRecord(Contract):
     workflow_id: str
     status: BackorderStatus
     status_since: AwareDatetime
+
+
+class CarriedState(Contract):
+    """Everything a running order hands to its next run on continue-as-new (the workflow's
+    input is an `Order` at the start, this afterwards)."""
+
+    order: Order
+    site: Identifier
+    policy: BackorderPolicy
+    book: OrderBook
+    schedule: ScheduleState
+    payment: PaymentBook | None
+    tier: str
+    status: BackorderStatus
+    status_since: AwareDatetime
+    acceptance_eta: dt.date | None
+    passes: tuple[str, ...]
+    """The latest allocation passes applied (a redelivered pass is recognised)."""
+    arrived: tuple[str, ...]
+    """Receipts that arrived for future shipments still waiting on others."""
+    steps: int
+    """Numbered steps taken so far (idempotency keys of cancels and demand updates)."""
+    log: tuple[LogEntry, ...]
+    cancel_reason: str | None

@@ -8,6 +8,7 @@ Python objects so that it scales to a whole merchant's open backorders.
 from domain.planner.acceptance import plan_acceptance
 from domain.planner.catalog import Catalog, Product
 from domain.planner.demand import Backorder, BackorderLine, queue_position
+from domain.planner.eta import expected_ship_date
 from domain.planner.plan import (
     AcceptancePlan,
     Allotment,
@@ -43,6 +44,7 @@ __all__ = [
     "StockLevel",
     "StockSource",
     "decide_release",
+    "expected_ship_date",
     "plan_acceptance",
     "plan_release",
     "queue_position",

@@ -1,0 +1,118 @@
+"""The shipments handed to fulfilment: the current state of each, in PostgreSQL.
+
+Fulfilment reads `shipments` (ready and transfer ones go out, future ones are announced,
+cancelled ones withdrawn). Every applied `publish_shipment` key is recorded in
+`shipment_events` in the same transaction as the upsert, so a retry does nothing twice and the
+table doubles as the shipment's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import INVALID_REQUEST, PUBLISH_SHIPMENT, Empty, ShipmentRequest
+from domain.order_book import ShipmentStatus
+
+_FINAL = (ShipmentStatus.READY, ShipmentStatus.TRANSFER, ShipmentStatus.CANCELLED)
+
+
+class FulfilmentActivities:
+    """`publish_shipment`; shares the worker's connection pool."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.publish_shipment]
+
+    @activity.defn(name=PUBLISH_SHIPMENT.name)
+    async def publish_shipment(self, request: ShipmentRequest) -> Empty:
+        """Upsert the shipment's current state, once per key.
+
+        Refused (non-retryable `InvalidRequest`, nothing written): the key already applied to
+        another state of the shipment (it would be silently lost otherwise), a shipment id of
+        another order, or a change of a shipment already ready, in transfer or cancelled to
+        another status (those are final: fulfilment has it, or it was withdrawn).
+        """
+        s = request.shipment
+        activity.logger.info(
+            "%s key=%s order=%s shipment=%s status=%s",
+            PUBLISH_SHIPMENT.name,
+            request.key,
+            request.order_id,
+            s.shipment_id,
+            s.status,
+        )
+        payload = {"order_id": request.order_id, "shipment": s.model_dump(mode="json")}
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """INSERT INTO shipment_events (key, shipment_id, status, payload)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (key) DO NOTHING
+                   RETURNING key""",
+                (request.key, s.shipment_id, s.status.value, Jsonb(payload)),
+            )
+            if await cur.fetchone() is None:
+                cur = await conn.execute(
+                    "SELECT payload FROM shipment_events WHERE key = %s", (request.key,)
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0] != payload:
+                    raise _invalid(
+                        f"key {request.key} was applied to another state of shipment "
+                        f"{s.shipment_id}; a new state needs a new key"
+                    )
+                return Empty()
+            cur = await conn.execute(
+                """INSERT INTO shipments (shipment_id, order_id, kind, status, location,
+                                          destination, expected_date, amount, allotments,
+                                          created_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (shipment_id) DO UPDATE
+                      SET kind = EXCLUDED.kind,
+                          status = EXCLUDED.status,
+                          location = EXCLUDED.location,
+                          destination = EXCLUDED.destination,
+                          expected_date = EXCLUDED.expected_date,
+                          amount = EXCLUDED.amount,
+                          allotments = EXCLUDED.allotments,
+                          updated_at = now()
+                    WHERE shipments.order_id = EXCLUDED.order_id
+                      AND (shipments.status <> ALL (%s) OR shipments.status = EXCLUDED.status)
+                   RETURNING shipment_id""",
+                (
+                    s.shipment_id,
+                    request.order_id,
+                    s.kind.value,
+                    s.status.value,
+                    s.location,
+                    s.destination,
+                    s.expected_date,
+                    s.amount,
+                    Jsonb([a.model_dump(mode="json") for a in s.allotments]),
+                    s.created_at,
+                    [status.value for status in _FINAL],
+                ),
+            )
+            if await cur.fetchone() is None:
+                cur = await conn.execute(
+                    "SELECT order_id, status FROM shipments WHERE shipment_id = %s",
+                    (s.shipment_id,),
+                )
+                order_id, status = await cur.fetchone() or (None, None)
+                raise _invalid(
+                    f"shipment {s.shipment_id} of order {order_id} is {status}: "
+                    f"cannot make it {s.status.value} for order {request.order_id}"
+                )
+        return Empty()
+
+
+def _invalid(message: str) -> ApplicationError:
+    activity.logger.warning("%s refused: %s", PUBLISH_SHIPMENT.name, message)
+    return ApplicationError(message, type=INVALID_REQUEST, non_retryable=True)

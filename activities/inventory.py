@@ -1,0 +1,505 @@
+"""The inventory ledger's activities: read free stock, reserve and release it, keep demand.
+
+The ledger in PostgreSQL is shared by every order workflow (and, later, the allocator), so each
+change runs in one transaction that locks the stock rows it touches in a fixed order (stock by
+(sku, location), then receipts by receipt_id, then reservations) and records its idempotency
+key in `ledger_operations` together with its effect: a retried or replayed call is a no-op, two
+orders after the same units queue instead of over-reserving, and nothing deadlocks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import contracts
+from activities.contracts import (
+    Availability,
+    AvailabilityRequest,
+    CheckRequest,
+    DemandUpdate,
+    Empty,
+    StockReservation,
+)
+from domain.planner import Allotment, Catalog, Stock
+from domain.planner.catalog import Product
+from domain.planner.plan import StockSource
+from domain.planner.stock import Location, Receipt, StockLevel
+
+StockKey = tuple[str, str]
+"""(sku, location): one row of `stock`."""
+HeldKey = tuple[str, str, str, str, str | None]
+"""(line_id, sku, location, source, receipt_id): the reservations one allotment refers to."""
+
+
+@dataclass(frozen=True)
+class _Short:
+    """One stock row or receipt that cannot cover what a reservation wants."""
+
+    sku: str
+    location: str
+    wanted: int
+    free: int
+    receipt_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"sku {self.sku} at {self.location}"
+        if self.receipt_id is not None:
+            where += f" (receipt {self.receipt_id})"
+        return f"{where}: wanted {self.wanted}, free {self.free}"
+
+
+def _invalid(message: str) -> ApplicationError:
+    return ApplicationError(message, type=contracts.INVALID_REQUEST, non_retryable=True)
+
+
+def _check_sources(allotments: Iterable[Allotment]) -> None:
+    """A future allotment names its receipt and a current one does not (the ledger's CHECK)."""
+    for a in allotments:
+        if (a.source is StockSource.FUTURE) != (a.receipt_id is not None):
+            rule = "needs a" if a.source is StockSource.FUTURE else "must not name a"
+            raise _invalid(
+                f"allotment of line {a.line_id} (sku {a.sku} at {a.location}):"
+                f" a {a.source.value} allotment {rule} receipt_id"
+            )
+
+
+def _stock_wanted(allotments: Iterable[Allotment]) -> dict[StockKey, int]:
+    wanted: dict[StockKey, int] = defaultdict(int)
+    for a in allotments:
+        if a.source is StockSource.CURRENT:
+            wanted[a.sku, a.location] += a.quantity
+    return dict(sorted(wanted.items()))
+
+
+def _receipts_wanted(allotments: Iterable[Allotment]) -> dict[str, list[Allotment]]:
+    wanted: dict[str, list[Allotment]] = defaultdict(list)
+    for a in allotments:
+        if a.receipt_id is not None:
+            wanted[a.receipt_id].append(a)
+    return dict(sorted(wanted.items()))
+
+
+async def _lock_stock(conn: AsyncConnection[Any], keys: Iterable[StockKey]) -> dict[StockKey, int]:
+    """Lock the existing `stock` rows of `keys` in (sku, location) order; their free units."""
+    skus, locations = _columns(keys)
+    if not skus:
+        return {}
+    cur = await conn.execute(
+        """
+        SELECT sku, location, on_hand - reserved
+          FROM stock
+         WHERE (sku, location) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+         ORDER BY sku, location
+           FOR UPDATE
+        """,
+        (skus, locations),
+    )
+    return {(sku, location): int(free) for sku, location, free in await cur.fetchall()}
+
+
+async def _lock_receipts(
+    conn: AsyncConnection[Any], receipt_ids: Iterable[str]
+) -> dict[str, tuple[str, str, str, int]]:
+    """Lock the receipts in receipt_id order; their (sku, location, status, free units)."""
+    ids = sorted(set(receipt_ids))
+    if not ids:
+        return {}
+    cur = await conn.execute(
+        """
+        SELECT receipt_id, sku, location, status, quantity - reserved
+          FROM future_receipts
+         WHERE receipt_id = ANY(%s)
+         ORDER BY receipt_id
+           FOR UPDATE
+        """,
+        (ids,),
+    )
+    rows = await cur.fetchall()
+    return {rid: (sku, loc, status, int(free)) for rid, sku, loc, status, free in rows}
+
+
+def _columns(keys: Iterable[StockKey]) -> tuple[list[str], list[str]]:
+    pairs = list(keys)
+    return [sku for sku, _ in pairs], [location for _, location in pairs]
+
+
+async def _claim(conn: AsyncConnection[Any], key: str, kind: str, order_id: str) -> bool:
+    """Record `key` in this transaction; False if it was already applied (a retry: do nothing).
+
+    A concurrent call with the same key waits here until the first commits or rolls back.
+    """
+    cur = await conn.execute(
+        """
+        INSERT INTO ledger_operations (key, kind, order_id) VALUES (%s, %s, %s)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING key
+        """,
+        (key, kind, order_id),
+    )
+    if await cur.fetchone() is not None:
+        return True
+    cur = await conn.execute("SELECT kind, order_id FROM ledger_operations WHERE key = %s", (key,))
+    done = await cur.fetchone()
+    if done is not None and tuple(done) != (kind, order_id):
+        raise _invalid(
+            f"key {key} was already used by {done[0]} for order {done[1]};"
+            f" it cannot also be {kind} for order {order_id}"
+        )
+    return False
+
+
+class InventoryActivities:
+    """The ledger activities of the order workflow; they share the worker's connection pool."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """The bound activities, for the worker to register under their contract names."""
+        return [
+            self.check_availability,
+            self.reserve_stock,
+            self.release_stock,
+            self.update_demand,
+            self.request_allocation_check,
+        ]
+
+    @activity.defn(name=contracts.CHECK_AVAILABILITY.name)
+    async def check_availability(self, request: AvailabilityRequest) -> Availability:
+        """Free stock and open receipts of the asked skus, every location, and their products.
+
+        Read in one repeatable-read snapshot so the rows agree with each other (no stock at a
+        location the location list does not have yet). Rows with nothing free are left out;
+        skus the catalog does not list are absent and get the catalog's defaults.
+        """
+        skus = sorted(set(request.skus))
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur = await conn.execute(
+                "SELECT location_id, rank FROM locations ORDER BY rank, location_id"
+            )
+            locations = [Location(location_id=i, rank=r) for i, r in await cur.fetchall()]
+            cur = await conn.execute(
+                """
+                SELECT sku, location, on_hand - reserved
+                  FROM stock
+                 WHERE sku = ANY(%s) AND on_hand > reserved
+                 ORDER BY sku, location
+                """,
+                (skus,),
+            )
+            levels = [
+                StockLevel(sku=s, location=loc, quantity=q) for s, loc, q in await cur.fetchall()
+            ]
+            cur = await conn.execute(
+                """
+                SELECT receipt_id, sku, location, quantity - reserved, expected_date
+                  FROM future_receipts
+                 WHERE sku = ANY(%s) AND status = 'open' AND quantity > reserved
+                 ORDER BY sku, expected_date NULLS LAST, receipt_id
+                """,
+                (skus,),
+            )
+            receipts = [
+                Receipt(receipt_id=r, sku=s, location=loc, quantity=q, expected_date=d)
+                for r, s, loc, q, d in await cur.fetchall()
+            ]
+            cur = await conn.execute(
+                """
+                SELECT sku, backorderable, future_inventory, is_insert
+                  FROM products
+                 WHERE sku = ANY(%s)
+                 ORDER BY sku
+                """,
+                (skus,),
+            )
+            products = [
+                Product(sku=s, backorderable=b, future_inventory=f, insert=i)
+                for s, b, f, i in await cur.fetchall()
+            ]
+        return Availability(
+            stock=Stock(
+                locations=tuple(locations), on_hand=tuple(levels), receipts=tuple(receipts)
+            ),
+            catalog=Catalog(products=tuple(products)),
+        )
+
+    @activity.defn(name=contracts.RESERVE_STOCK.name)
+    async def reserve_stock(self, request: StockReservation) -> Empty:
+        """Reserve every allotment or none of them; a retry with the same key does nothing.
+
+        Current allotments take free units of their stock row, future ones free units of their
+        open receipt. When any is short (another order took the units since the plan was made)
+        this raises a non-retryable `InsufficientStock` naming each shortfall, so the workflow
+        plans again instead of retrying.
+        """
+        _check_sources(request.allotments)
+        stock_wanted = _stock_wanted(request.allotments)
+        receipts_wanted = _receipts_wanted(request.allotments)
+        name = contracts.RESERVE_STOCK.name
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await _claim(conn, request.key, name, request.order_id):
+                return Empty()
+            free_stock = await _lock_stock(conn, stock_wanted)
+            receipts = await _lock_receipts(conn, receipts_wanted)
+
+            short = [
+                _Short(sku, location, wanted, free_stock.get((sku, location), 0))
+                for (sku, location), wanted in stock_wanted.items()
+                if free_stock.get((sku, location), 0) < wanted
+            ]
+            for receipt_id, allotments in receipts_wanted.items():
+                found = receipts.get(receipt_id)
+                if found is None:
+                    raise _invalid(f"unknown receipt {receipt_id}")
+                sku, location, status, free = found
+                for a in allotments:
+                    if (a.sku, a.location) != (sku, location):
+                        raise _invalid(
+                            f"receipt {receipt_id} is for sku {sku} at {location},"
+                            f" not sku {a.sku} at {a.location} (line {a.line_id})"
+                        )
+                wanted = sum(a.quantity for a in allotments)
+                free = free if status == "open" else 0
+                if free < wanted:
+                    short.append(_Short(sku, location, wanted, free, receipt_id))
+            if short:
+                raise ApplicationError(
+                    f"insufficient stock for order {request.order_id}: "
+                    + "; ".join(str(s) for s in short),
+                    *(asdict(s) for s in short),
+                    type=contracts.INSUFFICIENT_STOCK,
+                    non_retryable=True,
+                )
+
+            skus, locations = _columns(stock_wanted)
+            if skus:
+                await conn.execute(
+                    """
+                    UPDATE stock
+                       SET reserved = stock.reserved + w.quantity, updated_at = now()
+                      FROM unnest(%s::text[], %s::text[], %s::int[]) AS w(sku, location, quantity)
+                     WHERE stock.sku = w.sku AND stock.location = w.location
+                    """,
+                    (skus, locations, list(stock_wanted.values())),
+                )
+            if receipts_wanted:
+                await conn.execute(
+                    """
+                    UPDATE future_receipts
+                       SET reserved = future_receipts.reserved + w.quantity, updated_at = now()
+                      FROM unnest(%s::text[], %s::int[]) AS w(receipt_id, quantity)
+                     WHERE future_receipts.receipt_id = w.receipt_id
+                    """,
+                    (
+                        list(receipts_wanted),
+                        [sum(a.quantity for a in al) for al in receipts_wanted.values()],
+                    ),
+                )
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    """
+                    INSERT INTO reservations (key, order_id, line_id, sku, location, quantity,
+                                              source, receipt_id)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                    """,
+                    [
+                        (
+                            request.key,
+                            request.order_id,
+                            a.line_id,
+                            a.sku,
+                            a.location,
+                            a.quantity,
+                            a.source.value,
+                            a.receipt_id,
+                        )
+                        for a in request.allotments
+                    ],
+                )
+        return Empty()
+
+    @activity.defn(name=contracts.RELEASE_STOCK.name)
+    async def release_stock(self, request: StockReservation) -> Empty:
+        """Give back what this order reserved for the allotments; a retry does nothing.
+
+        Only the order's own reservations of the same line, sku, location, source and receipt
+        are freed, at most each allotment's quantity, so a release can never hand out another
+        order's units. What is no longer reserved (already released, never reserved) is skipped
+        with a warning rather than failing the workflow's cleanup.
+        """
+        _check_sources(request.allotments)
+        held: dict[HeldKey, int] = defaultdict(int)
+        for a in request.allotments:
+            held[a.line_id, a.sku, a.location, a.source.value, a.receipt_id] += a.quantity
+        name = contracts.RELEASE_STOCK.name
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await _claim(conn, request.key, name, request.order_id):
+                return Empty()
+            # The same lock order as reserve_stock: stock rows, receipts, then reservations.
+            await _lock_stock(conn, sorted(_stock_wanted(request.allotments)))
+            await _lock_receipts(conn, _receipts_wanted(request.allotments))
+            freed_stock: dict[StockKey, int] = defaultdict(int)
+            freed_receipts: dict[str, int] = defaultdict(int)
+            for (line_id, sku, location, source, receipt_id), wanted in sorted(
+                held.items(), key=lambda item: tuple(str(k) for k in item[0])
+            ):
+                freed = await self._release_rows(
+                    conn, request, (line_id, sku, location, source, receipt_id), wanted
+                )
+                if freed < wanted:
+                    activity.logger.warning(
+                        "release_stock %s: order %s line %s held %d of %d %s unit(s) of sku %s"
+                        " at %s%s; releasing what it held",
+                        request.key,
+                        request.order_id,
+                        line_id,
+                        freed,
+                        wanted,
+                        source,
+                        sku,
+                        location,
+                        "" if receipt_id is None else f" (receipt {receipt_id})",
+                    )
+                if freed and receipt_id is None:
+                    freed_stock[sku, location] += freed
+                elif freed and receipt_id is not None:
+                    freed_receipts[receipt_id] += freed
+
+            skus, locations = _columns(freed_stock)
+            if skus:
+                await conn.execute(
+                    """
+                    UPDATE stock
+                       SET reserved = stock.reserved - w.quantity, updated_at = now()
+                      FROM unnest(%s::text[], %s::text[], %s::int[]) AS w(sku, location, quantity)
+                     WHERE stock.sku = w.sku AND stock.location = w.location
+                    """,
+                    (skus, locations, list(freed_stock.values())),
+                )
+            if freed_receipts:
+                await conn.execute(
+                    """
+                    UPDATE future_receipts
+                       SET reserved = future_receipts.reserved - w.quantity, updated_at = now()
+                      FROM unnest(%s::text[], %s::int[]) AS w(receipt_id, quantity)
+                     WHERE future_receipts.receipt_id = w.receipt_id
+                    """,
+                    (list(freed_receipts), list(freed_receipts.values())),
+                )
+        return Empty()
+
+    @staticmethod
+    async def _release_rows(
+        conn: AsyncConnection[Any], request: StockReservation, held: HeldKey, wanted: int
+    ) -> int:
+        """Mark up to `wanted` units of the order's matching reservations released (newest
+        first, splitting the last row if it holds more); the units freed."""
+        line_id, sku, location, source, receipt_id = held
+        cur = await conn.execute(
+            """
+            SELECT id, quantity
+              FROM reservations
+             WHERE order_id = %s AND line_id = %s AND sku = %s AND location = %s
+               AND source = %s AND receipt_id IS NOT DISTINCT FROM %s AND state = 'reserved'
+             ORDER BY id DESC
+               FOR UPDATE
+            """,
+            (request.order_id, line_id, sku, location, source, receipt_id),
+        )
+        left = wanted
+        for row_id, quantity in await cur.fetchall():
+            if left == 0:
+                break
+            if quantity <= left:
+                await conn.execute(
+                    """
+                    UPDATE reservations
+                       SET state = 'released', released_key = %s, released_at = now()
+                     WHERE id = %s
+                    """,
+                    (request.key, row_id),
+                )
+                left -= int(quantity)
+            else:  # keep the rest reserved; the freed part becomes a released row of its own
+                await conn.execute(
+                    "UPDATE reservations SET quantity = quantity - %s WHERE id = %s",
+                    (left, row_id),
+                )
+                await conn.execute(
+                    """
+                    INSERT INTO reservations (key, order_id, line_id, sku, location, quantity,
+                                              source, receipt_id, state, released_key,
+                                              created_at, released_at)
+                    SELECT key, order_id, line_id, sku, location, %s, source, receipt_id,
+                           'released', %s, created_at, now()
+                      FROM reservations
+                     WHERE id = %s
+                    """,
+                    (left, request.key, row_id),
+                )
+                left = 0
+        return wanted - left
+
+    @activity.defn(name=contracts.UPDATE_DEMAND.name)
+    async def update_demand(self, request: DemandUpdate) -> Empty:
+        """Replace the order's rows in the demand index with what it still waits for (None:
+        nothing), so the allocator sees each open line once and in its priority."""
+        backorder = request.backorder
+        if backorder is not None and backorder.order_id != request.order_id:
+            raise _invalid(
+                f"demand update for order {request.order_id} carries the backorder of"
+                f" order {backorder.order_id}"
+            )
+        name = contracts.UPDATE_DEMAND.name
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await _claim(conn, request.key, name, request.order_id):
+                return Empty()
+            await conn.execute("DELETE FROM demand WHERE order_id = %s", (request.order_id,))
+            if backorder is None:
+                return Empty()
+            fulfillment = backorder.fulfillment
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    """
+                    INSERT INTO demand (order_id, line_id, sku, quantity_open, tier, placed_at,
+                                        fulfillment_type, pickup_location, shipments,
+                                        release_in_full)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    """,
+                    [
+                        (
+                            backorder.order_id,
+                            ln.line_id,
+                            ln.sku,
+                            ln.quantity,
+                            backorder.tier,
+                            backorder.placed_at,
+                            fulfillment.type.value,
+                            fulfillment.pickup_location,
+                            backorder.shipments,
+                            backorder.release_in_full,
+                        )
+                        for ln in backorder.lines
+                    ],
+                )
+        return Empty()
+
+    @activity.defn(name=contracts.REQUEST_CHECK.name)
+    async def request_allocation_check(self, request: CheckRequest) -> Empty:
+        """Queue a re-check of the order for the allocator. A retry may queue it twice, which
+        only costs the allocator a second look."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO allocation_requests (order_id, reason) VALUES (%s, %s)",
+                (request.order_id, request.reason),
+            )
+        return Empty()

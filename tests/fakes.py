@@ -1,0 +1,171 @@
+"""Activities registered under the order workflow's contract names, backed by one in-memory world.
+
+The workflow tests run the real workflow on a real Temporal server; only what the activities
+would touch (ledger, gateway, outbox, fulfilment) is kept here, so each test can assert the exact
+stock and money operations. Like the real implementations, every effect is applied once per
+idempotency key; every attempt is recorded too, so tests can check what a retry sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import contracts as c
+from domain.planner import Catalog, Location, Stock
+from domain.policy import BackorderPolicy
+from workflows.messages import OrderRecord
+
+
+@dataclass
+class Effect:
+    name: str
+    request: Any
+    at: dt.datetime
+    result: Any = None
+
+
+@dataclass
+class World:
+    policy: BackorderPolicy = field(default_factory=BackorderPolicy)
+    stock: Stock = field(default_factory=lambda: Stock(locations=(Location(location_id="DC"),)))
+    catalog: Catalog = field(default_factory=Catalog)
+    hold: dt.timedelta = dt.timedelta(days=7)
+    """How long the fake gateway's authorisations last."""
+    attempts: list[Effect] = field(default_factory=list)
+    effects: dict[str, Effect] = field(default_factory=dict)
+    """Applied operations by idempotency key, in the order they were first applied."""
+    fail_after_effect: dict[str, int] = field(default_factory=dict)
+    """Activity name -> how many attempts fail *after* applying (a lost response)."""
+    decline: set[str] = field(default_factory=set)
+    """Payment activity names the gateway declines."""
+    short_reservations: int = 0
+    """How many reserve_stock calls find the stock gone (InsufficientStock)."""
+    records: list[OrderRecord] = field(default_factory=list)
+    checks: list[c.CheckRequest] = field(default_factory=list)
+    refs: int = 0
+
+    # -- what tests assert on --------------------------------------------------------------------
+
+    def applied(self, name: str) -> list[Any]:
+        return [e.request for e in self.effects.values() if e.name == name]
+
+    def payments(self) -> list[tuple[str, Decimal, str | None]]:
+        names = {"authorise_payment", "capture_payment", "void_payment", "refund_payment"}
+        return [
+            (e.name.removesuffix("_payment"), e.request.amount, e.request.reference)
+            for e in self.effects.values()
+            if e.name in names
+        ]
+
+    def notices(self) -> list[c.NoticeKind]:
+        return [n.kind for n in self.applied("send_notice")]
+
+    def stock_moves(self) -> list[tuple[str, tuple[tuple[str, int, str], ...]]]:
+        return [
+            (e.name, tuple((a.sku, a.quantity, a.source.value) for a in e.request.allotments))
+            for e in self.effects.values()
+            if e.name in ("reserve_stock", "release_stock")
+        ]
+
+    # -- the activities --------------------------------------------------------------------------
+
+    def _apply(self, name: str, request: Any, result: BaseModel | None = None) -> Any:
+        """Apply once per key; fail after applying while a lost response is being simulated."""
+        now = activity.info().current_attempt_scheduled_time
+        self.attempts.append(Effect(name, request, now))
+        key = getattr(request, "key", None)
+        if key is not None:
+            first = self.effects.setdefault(key, Effect(name, request, now))
+            if first.request != request:
+                raise ApplicationError(f"key {key} reused", type=c.INVALID_REQUEST)
+            if first.result is None:
+                first.result = result
+            result = first.result
+        if self.fail_after_effect.get(name, 0) > 0:
+            self.fail_after_effect[name] -= 1
+            raise RuntimeError(f"{name}: connection reset after the effect")
+        return result
+
+    def activities(self) -> list[Callable[..., Any]]:
+        world = self
+
+        @activity.defn(name=c.LOAD_POLICY.name)
+        async def load_policy(request: c.PolicyRequest) -> c.SitePolicy:
+            return c.SitePolicy(site=request.site or "test", policy=world.policy)
+
+        @activity.defn(name=c.CHECK_AVAILABILITY.name)
+        async def check_availability(request: c.AvailabilityRequest) -> c.Availability:
+            return c.Availability(stock=world.stock, catalog=world.catalog)
+
+        @activity.defn(name=c.RESERVE_STOCK.name)
+        async def reserve_stock(request: c.StockReservation) -> c.Empty:
+            if world.short_reservations > 0:
+                world.short_reservations -= 1
+                raise ApplicationError(
+                    "KTP at DC: 2 wanted, 0 free", type=c.INSUFFICIENT_STOCK, non_retryable=True
+                )
+            world._apply("reserve_stock", request)
+            return c.Empty()
+
+        def simple(contract: c.ActivityContract[Any, Any]) -> Callable[..., Any]:
+            async def perform(request: Any) -> c.Empty:
+                world._apply(contract.name, request)
+                return c.Empty()
+
+            # typed before registering, so Temporal hands the activity the contract's model
+            perform.__annotations__.update({"request": contract.input, "return": c.Empty})
+            return activity.defn(name=contract.name)(perform)
+
+        @activity.defn(name=c.REQUEST_CHECK.name)
+        async def request_check(request: c.CheckRequest) -> c.Empty:
+            world.checks.append(request)
+            return c.Empty()
+
+        def payment(contract: c.ActivityContract[Any, Any]) -> Callable[..., Any]:
+            @activity.defn(name=contract.name)
+            async def pay(request: c.PaymentRequest) -> c.PaymentResult:
+                if contract.name in world.decline:
+                    raise ApplicationError(
+                        "card declined", type=c.PAYMENT_DECLINED, non_retryable=True
+                    )
+                world.refs += 1
+                now = activity.info().current_attempt_scheduled_time
+                expires = now + world.hold if contract is c.AUTHORISE_PAYMENT else None
+                result = c.PaymentResult(
+                    reference=f"{contract.name.split('_')[0]}-{world.refs}",
+                    amount=request.amount,
+                    expires_at=expires,
+                )
+                applied: c.PaymentResult = world._apply(contract.name, request, result)
+                return applied
+
+            return pay
+
+        @activity.defn(name="record_order")
+        async def record_order(record: OrderRecord) -> None:
+            world.records.append(record)
+
+        return [
+            load_policy,
+            check_availability,
+            reserve_stock,
+            simple(c.RELEASE_STOCK),
+            simple(c.UPDATE_DEMAND),
+            simple(c.SEND_NOTICE),
+            simple(c.RAISE_EXCEPTION),
+            simple(c.PUBLISH_SHIPMENT),
+            request_check,
+            payment(c.AUTHORISE_PAYMENT),
+            payment(c.CAPTURE_PAYMENT),
+            payment(c.VOID_PAYMENT),
+            payment(c.REFUND_PAYMENT),
+            record_order,
+        ]

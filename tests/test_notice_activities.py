@@ -1,0 +1,205 @@
+"""The notice outbox, the exception queue and the shipments table, against real PostgreSQL:
+each written once per idempotency key, so a retried activity has no second effect."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.contracts import (
+    INVALID_REQUEST,
+    ExceptionReport,
+    Notice,
+    NoticeItem,
+    NoticeKind,
+    Severity,
+    ShipmentRequest,
+)
+from activities.fulfilment import FulfilmentActivities
+from activities.notices import NoticeActivities
+from domain.order_book import BookedShipment, ShipmentStatus
+from domain.planner import Allotment, ShipmentKind
+from domain.planner.plan import StockSource
+
+T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+
+
+def new_order_id() -> str:
+    return f"N-{uuid.uuid4().hex[:10]}"
+
+
+async def fetch(dsn: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute(sql.encode(), params)
+        return list(await cur.fetchall())
+
+
+async def test_a_retried_notice_is_written_once_with_its_payload(
+    pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    order_id = new_order_id()
+    notice = Notice(
+        key=f"backorder-{order_id}/notice/on_backorder",
+        kind=NoticeKind.ON_BACKORDER,
+        order_id=order_id,
+        order_number="1001",
+        email="ann@example.com",
+        items=(NoticeItem(sku="KTP", quantity=2),),
+        expected_ship_date=dt.date(2026, 12, 1),
+        amount=Decimal("50.00"),
+        currency="USD",
+    )
+    send = NoticeActivities(pg_pool).send_notice
+    env = ActivityEnvironment()
+    await env.run(send, notice)
+    await env.run(send, notice)  # a retry
+    # a replay that (wrongly) changed the notice keeps the first one
+    await env.run(send, notice.model_copy(update={"email": "bob@example.com"}))
+
+    rows = await fetch(
+        pg_dsn,
+        "SELECT key, kind, payload, delivered_at FROM notices WHERE order_id = %s",
+        order_id,
+    )
+    assert len(rows) == 1
+    key, kind, payload, delivered_at = rows[0]
+    assert (key, kind, delivered_at) == (notice.key, "on_backorder", None)
+    assert Notice.model_validate(payload) == notice
+    assert payload["items"] == [{"sku": "KTP", "quantity": 2}]
+
+
+async def test_an_exception_is_queued_once_and_open(
+    pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    order_id = new_order_id()
+    report = ExceptionReport(
+        key=f"backorder-{order_id}/exception/ftc",
+        order_id=order_id,
+        kind="ftc_consent_missing",
+        severity=Severity.HIGH,
+        detail="no consent to the delay before the deadline",
+    )
+    raise_exception = NoticeActivities(pg_pool).raise_exception
+    env = ActivityEnvironment()
+    await env.run(raise_exception, report)
+    await env.run(raise_exception, report)
+
+    rows = await fetch(
+        pg_dsn,
+        "SELECT key, kind, severity, detail, resolved_at FROM exceptions"
+        " WHERE order_id = %s AND resolved_at IS NULL",
+        order_id,
+    )
+    assert rows == [(report.key, report.kind, "high", report.detail, None)]
+
+
+def shipment(order_id: str, status: ShipmentStatus, quantity: int = 2) -> BookedShipment:
+    future = status is ShipmentStatus.FUTURE
+    return BookedShipment(
+        shipment_id=f"{order_id}-S1",
+        kind=ShipmentKind.FUTURE if future else ShipmentKind.READY,
+        status=status,
+        location="DC1",
+        expected_date=dt.date(2026, 12, 1) if future else None,
+        allotments=(
+            Allotment(
+                line_id="L1",
+                sku="KTP",
+                quantity=quantity,
+                location="DC1",
+                source=StockSource.FUTURE if future else StockSource.CURRENT,
+                expected_date=dt.date(2026, 12, 1) if future else None,
+                receipt_id="PO-1" if future else None,
+            ),
+        ),
+        amount=Decimal(25) * quantity,
+        created_at=T0,
+    )
+
+
+def publish(order_id: str, booked: BookedShipment) -> ShipmentRequest:
+    return ShipmentRequest(
+        key=f"backorder-{order_id}/shipment/{booked.shipment_id}/{booked.status.value}",
+        order_id=order_id,
+        shipment=booked,
+    )
+
+
+async def shipment_rows(dsn: str, order_id: str) -> list[tuple[Any, ...]]:
+    return await fetch(
+        dsn,
+        "SELECT status, kind, expected_date, amount, allotments FROM shipments WHERE order_id = %s",
+        order_id,
+    )
+
+
+async def test_publish_shipment_upserts_from_future_to_ready_once_per_key(
+    pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    order_id = new_order_id()
+    activities = FulfilmentActivities(pg_pool)
+    env = ActivityEnvironment()
+    future = publish(order_id, shipment(order_id, ShipmentStatus.FUTURE))
+    ready = publish(order_id, shipment(order_id, ShipmentStatus.READY))
+
+    await env.run(activities.publish_shipment, future)
+    rows = await shipment_rows(pg_dsn, order_id)
+    assert [r[:4] for r in rows] == [("future", "future", dt.date(2026, 12, 1), Decimal(50))]
+    assert rows[0][4][0]["receipt_id"] == "PO-1"
+
+    await env.run(activities.publish_shipment, ready)
+    await env.run(activities.publish_shipment, ready)  # a retry
+    await env.run(activities.publish_shipment, future)  # a late retry of the older step
+    rows = await shipment_rows(pg_dsn, order_id)
+    assert [r[:4] for r in rows] == [("ready", "ready", None, Decimal(50))]
+    assert rows[0][4][0]["source"] == "current"
+
+    events = await fetch(
+        pg_dsn,
+        "SELECT key, status FROM shipment_events WHERE shipment_id = %s ORDER BY at, status",
+        f"{order_id}-S1",
+    )
+    assert events == [(future.key, "future"), (ready.key, "ready")]
+
+
+async def test_publish_shipment_refuses_what_would_be_lost_or_undone(
+    pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    order_id = new_order_id()
+    activities = FulfilmentActivities(pg_pool)
+    env = ActivityEnvironment()
+    await env.run(
+        activities.publish_shipment, publish(order_id, shipment(order_id, ShipmentStatus.FUTURE))
+    )
+
+    # the same key for a changed shipment (a unit cancelled out of it) would be dropped silently
+    smaller = publish(order_id, shipment(order_id, ShipmentStatus.FUTURE, quantity=1))
+    with pytest.raises(ApplicationError) as caught:
+        await env.run(activities.publish_shipment, smaller)
+    assert caught.value.type == INVALID_REQUEST and caught.value.non_retryable
+
+    await env.run(
+        activities.publish_shipment, publish(order_id, shipment(order_id, ShipmentStatus.READY))
+    )
+    with pytest.raises(ApplicationError) as caught:  # ready is final: fulfilment has it
+        await env.run(
+            activities.publish_shipment,
+            publish(order_id, shipment(order_id, ShipmentStatus.CANCELLED)),
+        )
+    assert caught.value.type == INVALID_REQUEST and caught.value.non_retryable
+    assert "is ready" in str(caught.value)
+
+    rows = await shipment_rows(pg_dsn, order_id)
+    assert [r[:4] for r in rows] == [("ready", "ready", None, Decimal(50))]
+    events = await fetch(
+        pg_dsn, "SELECT status FROM shipment_events WHERE shipment_id = %s", f"{order_id}-S1"
+    )
+    assert sorted(e[0] for e in events) == ["future", "ready"]

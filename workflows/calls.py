@@ -1,0 +1,53 @@
+"""Typed activity calls by contract, with the timeouts and retries of each kind of work.
+
+Ledger, outbox and fulfilment writes retry until their database answers (an outage delays an
+order, never loses a step); payments retry for about half an hour and then let the workflow
+raise an exception for an operator (a re-authorisation cannot wait forever: the hold lapses).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+
+UNTIL_IT_WORKS = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=[c.INSUFFICIENT_STOCK, c.INVALID_REQUEST],
+)
+PAYMENT = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=10,
+    non_retryable_error_types=[c.PAYMENT_DECLINED, c.INVALID_REQUEST],
+)
+_PAYMENTS = {
+    c.AUTHORISE_PAYMENT.name,
+    c.CAPTURE_PAYMENT.name,
+    c.VOID_PAYMENT.name,
+    c.REFUND_PAYMENT.name,
+}
+
+
+async def call(contract: c.ActivityContract[In, Out], arg: In) -> Out:
+    """Run the activity named by `contract` and return its typed result."""
+    payment = contract.name in _PAYMENTS
+    result: Any = await workflow.execute_activity(
+        contract.name,
+        arg,
+        result_type=contract.output,
+        start_to_close_timeout=timedelta(seconds=60 if payment else 30),
+        retry_policy=PAYMENT if payment else UNTIL_IT_WORKS,
+    )
+    return result  # type: ignore[no-any-return]
