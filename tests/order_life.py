@@ -39,7 +39,7 @@ def make_order(
 ) -> Order:
     """An order placed `now` with lines (sku, quantity, unit price), line ids L1, L2...; `paid`:
     the checkout payment's amount (authorisation auth-0, or capture cap-0 at order)."""
-    order_id = f"T-{uuid.uuid4().hex[:10]}"
+    order_id = extra.pop("order_id", f"T-{uuid.uuid4().hex[:10]}")
     data: dict[str, Any] = {
         "order_id": order_id,
         "order_number": f"N-{order_id[2:8]}",

@@ -1,0 +1,96 @@
+"""A long life stays short in history: the workflow continues as new when Temporal suggests it,
+carrying its whole state, on a real dev server told to suggest it early."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from domain.planner import Shipment, ShipmentKind
+from embedded.process import find_binary
+from tests.fakes import World
+from tests.order_life import current, make_order, release, running, start, stock
+from workflows import search_attributes as sa
+from workflows.backorder import BackorderWorkflow
+from workflows.converter import data_converter
+from workflows.messages import AllotmentSignal, BackorderStatus, CheckNow
+
+SUGGEST_AT = 80
+"""History events after which the server suggests continue-as-new (4096 by default)."""
+
+
+@pytest.fixture(scope="module")
+async def eager_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")),
+        data_converter=data_converter,
+        search_attributes=sa.ALL,
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_AT}",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.mark.e2e
+async def test_a_busy_order_continues_as_new_and_keeps_its_state(
+    eager_env: WorkflowEnvironment,
+) -> None:
+    env = eager_env
+    now = await env.get_current_time()
+    order = make_order(now, [("A", 1, "10.00"), ("B", 2, "5.00")], paid="20.00")
+    world = World(stock=stock({"A": 1}))
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    async with running(env, world, queue):
+        handle = await start(env, order, queue)
+        first_run = (await handle.describe()).run_id
+        for i in range(30):  # a chatty operator: every check is a signal and an activity
+            await handle.signal(BackorderWorkflow.check_now, CheckNow(reason=f"check {i}"))
+        while len(world.checks) < 30:
+            await env.sleep(0.1)
+        latest = env.client.get_workflow_handle(order.workflow_id)
+        described = await latest.describe()
+        assert described.run_id != first_run, "no continue-as-new happened"
+        first = await env.client.get_workflow_handle(order.workflow_id, run_id=first_run).describe()
+        assert first.status is WorkflowExecutionStatus.CONTINUED_AS_NEW
+        assert described.history_length < SUGGEST_AT * 2
+
+        status = await latest.query(BackorderWorkflow.status)
+        assert status.status is BackorderStatus.BACKORDERED
+        assert [(ln.released, ln.backordered) for ln in status.lines] == [(1, 0), (0, 2)]
+        assert status.payment is not None and status.payment.captured == Decimal("10.00")
+        assert sum(e.event == "check" for e in status.log) == 30
+
+        ready = Shipment(
+            kind=ShipmentKind.READY, location="DC", allotments=(current("L2", "B", 2),)
+        )
+        await latest.signal(
+            BackorderWorkflow.allotment,
+            AllotmentSignal(
+                pass_id="P1", release=release(order.order_id, [("L2", "B", 2, 0)], ready)
+            ),
+        )
+        summary = await env.client.get_workflow_handle_for(
+            BackorderWorkflow.run, order.workflow_id
+        ).result()
+
+    assert summary.status is BackorderStatus.COMPLETED
+    assert [s.shipment_id for s in summary.shipments] == [
+        f"{order.order_id}-S1",
+        f"{order.order_id}-S2",
+    ]
+    assert world.payments() == [
+        ("capture", Decimal("10.00"), "auth-0"),
+        ("capture", Decimal("10.00"), "auth-0"),
+    ]
+    assert len(world.checks) == 30
