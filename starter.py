@@ -16,12 +16,17 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -29,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from config import Settings, SettingsError, load_settings
 from db.migrate import MigrationError, migrate
 from domain.order import WORKFLOW_ID_PREFIX, Order, workflow_id_for
+from domain.order_book import CancelLine
 from embedded.process import EmbeddedError
 from runtime.connections import ServiceUnreachable, connect_temporal
 from runtime.process_exit import run_and_exit
@@ -39,6 +45,7 @@ from workflows.messages import (
     BackorderSummary,
     CancelRequest,
     CancelResult,
+    CheckNow,
     ConsentSignal,
     OrderStatus,
     PriorityChange,
@@ -51,6 +58,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "cancel-result": CancelResult,
     "allotment": AllotmentSignal,
     "consent": ConsentSignal,
+    "check-now": CheckNow,
     "priority": PriorityChange,
     "status": OrderStatus,
     "summary": BackorderSummary,
@@ -142,21 +150,85 @@ async def order_status(client: Client, settings: Settings, args: argparse.Namesp
             f"  {ln.line_id:<8} {ln.sku:<16} {ln.ordered:>8} {ln.released:>9} "
             f"{ln.backordered:>9} {ln.cancelled:>8}"
         )
+    for s in status.shipments:
+        when = f" expected {s.expected_date}" if s.expected_date else ""
+        units = ", ".join(f"{a.quantity} x {a.sku}" for a in s.allotments)
+        print(f"  shipment {s.shipment_id}: {s.status.value} from {s.location}{when}: {units}")
+    if status.payment is not None:
+        p = status.payment
+        print(
+            f"  payment ({p.timing.value}): authorised {p.authorised}, captured {p.captured}, "
+            f"voided {p.voided}, refunded {p.refunded}"
+            + (f"; PROBLEM: {p.problem}" if p.problem else "")
+        )
+    expected = status.expected_ship_date or "unknown"
+    print(f"  expected ship date {expected}, FTC {status.ftc_state.value}")
+    if status.schedule is not None:
+        for duty in status.schedule.upcoming:
+            print(f"  next {duty.kind.value}: {duty.at:%Y-%m-%d %H:%M} UTC")
+
+
+def cancel_line_arg(value: str) -> CancelLine:
+    """`L1` (all of line L1 not shipped yet) or `L1:2` (two units of it)."""
+    line_id, _, quantity = value.partition(":")
+    try:
+        return CancelLine(line_id=line_id, quantity=int(quantity) if quantity else None)
+    except (ValueError, ValidationError):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected LINE or LINE:QUANTITY") from None
+
+
+async def running_handle(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
+    """The order's workflow, which must still be running to take a message."""
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise CliError(f"no workflow {workflow_id}") from None
+        raise
+    if desc.status is not WorkflowExecutionStatus.RUNNING:
+        state = desc.status.name.lower() if desc.status else "unknown"
+        raise CliError(f"{workflow_id} is {state}; nothing to change")
+    return handle
 
 
 async def order_cancel(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(args.order)
+    """Through the `cancel_order` update: the answer says what was cancelled and given back,
+    or why nothing was."""
+    handle = await running_handle(client, args.order)
+    request = CancelRequest(lines=tuple(args.line), reason=args.reason, requested_by=args.by)
     try:
-        desc = await handle.describe()
-        if desc.status is not WorkflowExecutionStatus.RUNNING:
-            state = desc.status.name.lower() if desc.status else "unknown"
-            raise CliError(f"{args.order} is {state}; nothing to cancel")
-        await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason=args.reason))
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise CliError(f"no workflow {args.order}") from None
-        raise
-    print(f"cancel sent to {args.order}")
+        result = await handle.execute_update(BackorderWorkflow.cancel_order, request)
+    except WorkflowUpdateFailedError as err:
+        raise CliError(f"cancel refused: {err.cause}") from None
+    for part in result.cancelled:
+        print(f"cancelled {part.quantity} x {part.sku} (line {part.line_id}), {part.amount}")
+    if result.voided:
+        print(f"released from the authorisation: {result.voided}")
+    if result.refunded:
+        print(f"refunded: {result.refunded}")
+
+
+async def order_consent(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    handle = await running_handle(client, args.order)
+    await handle.signal(
+        BackorderWorkflow.consent, ConsentSignal(until=args.until, channel=args.channel)
+    )
+    print(f"consent sent to {args.order}")
+
+
+async def order_check(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    handle = await running_handle(client, args.order)
+    await handle.signal(BackorderWorkflow.check_now, CheckNow(reason=args.reason))
+    print(f"check requested for {args.order}")
+
+
+async def order_priority(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    handle = await running_handle(client, args.order)
+    await handle.signal(
+        BackorderWorkflow.set_priority, PriorityChange(tier=args.tier, reason=args.reason)
+    )
+    print(f"{args.order} is served as {args.tier} from now on")
 
 
 def with_client(
@@ -229,10 +301,32 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
     status.set_defaults(run=with_client(order_status))
-    cancel = osub.add_parser("cancel", help="cancel the whole order")
+    cancel = osub.add_parser("cancel", help="cancel the order, or some of its lines")
     cancel.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    cancel.add_argument(
+        "--line",
+        type=cancel_line_arg,
+        action="append",
+        default=[],
+        help="LINE or LINE:QUANTITY to cancel (repeatable; none: the whole order)",
+    )
     cancel.add_argument("--reason", default="customer request")
+    cancel.add_argument("--by", default="customer-service", help="who asks (for the log)")
     cancel.set_defaults(run=with_client(order_cancel))
+    consent = osub.add_parser("consent", help="the customer accepts the shipping delay (FTC)")
+    consent.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    consent.add_argument("--until", type=date.fromisoformat, help="YYYY-MM-DD (default: offered)")
+    consent.add_argument("--channel", default="customer-service")
+    consent.set_defaults(run=with_client(order_consent))
+    check = osub.add_parser("check", help="ask the allocator to look at the order again")
+    check.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    check.add_argument("--reason", default="operator request")
+    check.set_defaults(run=with_client(order_check))
+    priority = osub.add_parser("priority", help="serve the order as another customer tier")
+    priority.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    priority.add_argument("tier", help="e.g. vip")
+    priority.add_argument("--reason", default="customer service")
+    priority.set_defaults(run=with_client(order_priority))
 
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_command", required=True)

@@ -137,15 +137,25 @@ async def test_backorder_cli_start_status_cancel(
         code, out, _ = await asyncio.to_thread(cli, "order", "status", f"backorder-{order_id}")
         assert code == 0 and "backordered, workflow running" in out
 
+        code, _, err = await asyncio.to_thread(cli, "order", "cancel", order_id, "--line", "9")
+        assert code == 1 and "cancel refused" in err and "has no line '9'" in err
+        code, out, _ = await asyncio.to_thread(cli, "order", "consent", order_id)
+        assert code == 0 and "consent sent" in out
+        code, out, _ = await asyncio.to_thread(cli, "order", "priority", order_id, "vip")
+        assert code == 0 and "served as vip" in out
+        code, out, _ = await asyncio.to_thread(cli, "order", "cancel", order_id, "--line", "1:2")
+        assert code == 0 and "cancelled 2 x KTP (line 1), 20.00" in out
+        code, out, _ = await asyncio.to_thread(cli, "order", "status", order_id)
+        assert code == 0 and "tier vip" in out and "next customer_update" in out
         code, out, _ = await asyncio.to_thread(cli, "order", "cancel", order_id, "--reason", "oops")
-        assert code == 0
+        assert code == 0 and "cancelled 3 x KTP (line 1), 30.00" in out
         handle = dev_env.client.get_workflow_handle_for(
             BackorderWorkflow.run, f"backorder-{order_id}"
         )
         await handle.result()
         assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
         code, _, err = await asyncio.to_thread(cli, "order", "cancel", order_id)
-        assert code == 1 and "completed; nothing to cancel" in err
+        assert code == 1 and "is completed; nothing to change" in err
         code, _, err = await asyncio.to_thread(cli, "order", "status", "no-such-order")
         assert code == 1 and "no workflow backorder-no-such-order" in err
 
