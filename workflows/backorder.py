@@ -142,7 +142,6 @@ class BackorderWorkflow:
             if not self._accepted:
                 self._publish_attributes()  # operators find the order from its first instant
                 await _shielded(self._accept())
-                self._accepted = True
             while not self._book.settled:
                 await _shielded(self._work())
                 if self._book.settled:
@@ -308,6 +307,7 @@ class BackorderWorkflow:
             waiting, available.stock.receipts, now.date(), policy.default_backorder_days
         )
         self._book = OrderBook.accept(order, plan, now)
+        self._accepted = True  # from here on a cancel has stock and money to give back
         self._payment = PaymentBook.from_order(order, policy.payment_timing)
         authorisation = None
         if order.payment is not None and policy.payment_timing is PaymentTiming.AT_SHIP:
@@ -396,7 +396,8 @@ class BackorderWorkflow:
         if self._policy.void_and_reauth_on_release and (
             release.parent_status is ParentStatus.REASSIGNED
         ):
-            await self._reauthorise(sum((s.amount for s in new), Decimal(0)), f"{step}/exact")
+            value = sum((s.amount for s in new), Decimal(0))
+            await self._reauthorise(value, f"{step}/reauthorise", exact=True)
         await self._ship(new, step)
         dropped = [(o.sku, o.cancelled, o.line_id) for o in release.lines if o.cancelled]
         if dropped:
@@ -510,7 +511,7 @@ class BackorderWorkflow:
         match duty.kind:
             case DutyKind.REAUTHORISE:
                 amount = self._payment.authorised if self._payment else Decimal(0)
-                await self._reauthorise(amount, duty.key)
+                await self._reauthorise(amount, duty.key, exact=False)
             case DutyKind.CUSTOMER_UPDATE:
                 await self._notify(
                     c.NoticeKind.STILL_WAITING,
@@ -597,14 +598,14 @@ class BackorderWorkflow:
         )
         return back.amount if ok else Decimal(0)
 
-    async def _reauthorise(self, amount: Decimal, step: str) -> None:
+    async def _reauthorise(self, amount: Decimal, step: str, *, exact: bool) -> None:
         """A fresh authorisation for `amount`; the old one is voided. With the exact amount at
         release (`void_and_reauth_on_release`) the old one is voided first, so the customer's
         card never holds both."""
         payment = self._payment
         if payment is None or payment.authorisation is None:
             return
-        old, exact = payment.authorisation, step.endswith("/exact")
+        old = payment.authorisation
         if amount <= 0:  # nothing left to hold
             self._schedule = record_authorisation(self._schedule, None)
             return
