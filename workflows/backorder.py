@@ -351,14 +351,7 @@ class BackorderWorkflow:
     async def _reserve(self, allotments: tuple[Allotment, ...], step: str) -> bool:
         """Reserve stock planned at acceptance; False when another order took it first."""
         try:
-            await call(
-                c.RESERVE_STOCK,
-                c.StockReservation(
-                    key=self._key(step, "reserve"),
-                    order_id=self._order.order_id,
-                    allotments=allotments,
-                ),
-            )
+            await self._stock(c.RESERVE_STOCK, allotments, step, "reserve")
         except ActivityError as err:
             if _error_type(err) != c.INSUFFICIENT_STOCK:
                 raise
@@ -679,14 +672,18 @@ class BackorderWorkflow:
     async def _free(self, allotments: Iterable[Allotment], step: str) -> None:
         freed = tuple(allotments)
         if freed:
-            await call(
-                c.RELEASE_STOCK,
-                c.StockReservation(
-                    key=self._key(step, "release-stock"),
-                    order_id=self._order.order_id,
-                    allotments=freed,
-                ),
-            )
+            await self._stock(c.RELEASE_STOCK, freed, step, "release-stock")
+
+    async def _stock(
+        self,
+        contract: c.ActivityContract[c.StockReservation, c.Empty],
+        allotments: tuple[Allotment, ...],
+        *key: str,
+    ) -> None:
+        reservation = c.StockReservation(
+            key=self._key(*key), order_id=self._order.order_id, allotments=allotments
+        )
+        await call(contract, reservation)
 
     async def _publish(self, shipment: BookedShipment, step: str) -> None:
         await call(
