@@ -32,6 +32,7 @@ def step_key(workflow_id: str, step: str, *parts: str) -> str:
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,10 @@ class PaymentRequest(Contract):
     key: IdempotencyKey
     order_id: Identifier
     amount: Money
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    currency: Currency
     reference: str | None = None
-    """The authorisation to capture from or void, or the capture to refund."""
+    """The authorisation to capture from or void, or the capture (or authorisation, for all its
+    captures) to refund; None for an authorisation."""
 
 
 class PaymentResult(Contract):
@@ -168,7 +170,7 @@ class Notice(Contract):
     """FTC notices: the order is cancelled then unless the customer consents; None on a delay
     notice: silence is consent."""
     amount: Money | None = None
-    currency: str | None = None
+    currency: Currency | None = None
 
 
 class Severity(StrEnum):

@@ -40,3 +40,17 @@ def test_step_keys_are_made_of_workflow_id_and_step() -> None:
 
 def test_contracts_import_nothing_a_workflow_sandbox_would_refuse() -> None:
     assert io_packages_imported_by("activities.contracts") == []
+
+
+def test_the_worker_registers_every_contract_by_name() -> None:
+    from psycopg_pool import AsyncConnectionPool
+    from temporalio import activity
+
+    from config import Settings
+    from worker import activities
+
+    pool = AsyncConnectionPool("postgresql://unused", open=False)
+    names = {
+        activity._Definition.must_from_callable(fn).name for fn in activities(pool, Settings())
+    }
+    assert {contract.name for contract in c.ALL} | {"record_order"} == names
