@@ -98,6 +98,6 @@ async def test_an_order_ships_what_it_can_and_cancels_the_rest_through_postgresq
     kinds = await rows(
         dsn, "SELECT kind FROM notices WHERE order_id = %s ORDER BY created_at, key", oid
     )
-    assert [k for (k,) in kinds] == ["partly_shipped", "on_backorder", "cancelled"]
+    assert [k for (k,) in kinds] == ["partly_shipped", "on_backorder", "cancelled"], kinds
     assert await rows(dsn, "SELECT * FROM demand WHERE order_id = %s", oid) == []
     assert await rows(dsn, "SELECT status FROM orders WHERE order_id = %s", oid) == [("completed",)]

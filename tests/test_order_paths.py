@@ -516,7 +516,8 @@ async def test_auto_cancel_takes_only_what_is_still_backordered(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
     """`auto_cancel_days`: "cancel and refund what is still backordered" (policy, DutyKind): a
-    future shipment already assigned to incoming stock keeps its units, and every timer stops."""
+    future shipment already assigned to incoming stock keeps its units, and its customer keeps
+    hearing from the timers that guard it until it ships; auto-cancel does not fire again."""
     env = time_skipping_env
     t0 = await env.get_current_time()
     clock = Clock(env, t0)
@@ -539,6 +540,11 @@ async def test_auto_cancel_takes_only_what_is_still_backordered(
         )
         await clock.until(11)
         after = await handle.query(BackorderWorkflow.status)
+        # On day 10 only L1's waiting units were cancelled: L2 keeps its future shipment.
+        assert line_figures(after.lines) == [("L1", 2, 0, 0, 2), ("L2", 3, 3, 0, 0)]
+        assert after.status is BackorderStatus.AWAITING_RECEIPT
+        assert world.stock_moves() == []  # the future shipment's stock stays reserved
+        assert world.payments() == [("void", Decimal("20.00"), "auth-0")]
         await clock.until(19)
         mark = len(world.effects)
         arrived = ReceiptChange(receipt_id="PO-1", status=ReceiptStatus.ARRIVED)
@@ -547,18 +553,19 @@ async def test_auto_cancel_takes_only_what_is_still_backordered(
         )
         summary = await handle.result()
 
-    assert line_figures(after.lines) == [("L1", 2, 0, 0, 2), ("L2", 3, 3, 0, 0)]
-    assert after.status is BackorderStatus.AWAITING_RECEIPT
-    assert world.stock_moves() == []  # the future shipment's stock stays reserved
-    assert world.payments()[:1] == [("void", Decimal("20.00"), "auth-0")]
     kinds = [(e.request.kind, clock.day(e.at)) for e in since(world, 0) if e.name == "send_notice"]
     assert kinds == [
         (c.NoticeKind.ON_BACKORDER, 0.0),
         (c.NoticeKind.STILL_WAITING, 7.0),
-        (c.NoticeKind.CANCELLED, 10.0),  # then no update on day 14: the timers stopped
+        (c.NoticeKind.CANCELLED, 10.0),
+        (c.NoticeKind.STILL_WAITING, 14.0),  # B still waits for PO-1
         (c.NoticeKind.SHIPPED, 19.0),
     ]
     assert names(since(world, mark)) == ["publish_shipment", "capture_payment", "send_notice"]
+    assert world.payments() == [
+        ("void", Decimal("20.00"), "auth-0"),
+        ("capture", Decimal("15.00"), "auth-0"),
+    ]
     assert summary.status is BackorderStatus.COMPLETED
 
 
@@ -777,7 +784,8 @@ async def test_declined_reauthorisation_is_reported_once_and_the_order_keeps_wai
     assert status.status is BackorderStatus.BACKORDERED
     assert line_figures(status.lines) == [("L1", 3, 0, 3, 0)]
     assert status.payment is not None
-    assert status.payment.problem == "authorise: card declined"
+    problem_text = status.payment.problem or ""
+    assert problem_text.startswith("authorise: ") and "card declined" in problem_text
     assert status.schedule is not None
     assert DutyKind.REAUTHORISE not in {d.kind for d in status.schedule.upcoming}
 
@@ -845,11 +853,14 @@ async def test_cancelled_receipt_sends_its_shipment_back_to_backorder(
 # -- 10. void and re-authorise the exact amount at a full release ---------------------------------
 
 
-async def exact_reauth_life(env: WorkflowEnvironment) -> tuple[World, BackorderSummary]:
+async def exact_reauth_life(
+    env: WorkflowEnvironment, decline: frozenset[str] = frozenset()
+) -> tuple[World, BackorderSummary]:
     t0 = await env.get_current_time()
     clock = Clock(env, t0)
     order = make_order(t0, [("A", 2, "10.00"), ("B", 3, "5.00")], paid="35.00")
     world = World(policy=BackorderPolicy(void_and_reauth_on_release=True), stock=stock({"A": 2}))
+    world.decline = set(decline)
     queue = tq()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
@@ -865,15 +876,15 @@ async def exact_reauth_life(env: WorkflowEnvironment) -> tuple[World, BackorderS
     return world, summary
 
 
-async def test_full_release_voids_then_authorises_exactly_the_released_value(
+async def test_full_release_authorises_exactly_the_released_value_then_voids_the_old(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
     world, summary = await exact_reauth_life(time_skipping_env)
     fresh = next(e for e in world.effects.values() if e.name == "authorise_payment")
     assert world.payments() == [
         ("capture", Decimal("20.00"), "auth-0"),
+        ("authorise", Decimal("15.00"), None),  # first: a decline leaves the old hold to pay
         ("void", Decimal("15.00"), "auth-0"),
-        ("authorise", Decimal("15.00"), None),
         ("capture", Decimal("15.00"), fresh.result.reference),
     ]
     assert world.notices() == [
@@ -884,6 +895,21 @@ async def test_full_release_voids_then_authorises_exactly_the_released_value(
     assert summary.status is BackorderStatus.COMPLETED
     assert summary.payment is not None
     assert (summary.payment.captured, summary.payment.authorised) == (Decimal("35.00"), Decimal(0))
+
+
+async def test_a_declined_exact_reauthorisation_leaves_the_old_hold_to_pay(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    world, summary = await exact_reauth_life(time_skipping_env, frozenset({"authorise_payment"}))
+    assert world.payments() == [
+        ("capture", Decimal("20.00"), "auth-0"),
+        ("capture", Decimal("15.00"), "auth-0"),
+    ]
+    assert [(r.kind, r.severity) for r in world.applied("raise_exception")] == [
+        ("payment_authorise_failed", c.Severity.HIGH)
+    ]
+    assert c.NoticeKind.PAYMENT_PROBLEM in world.notices()
+    assert summary.payment is not None and summary.payment.captured == Decimal("35.00")
 
 
 async def test_exact_reauthorisation_is_not_reported_as_money_given_back(

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         BookedShipment,
         BookError,
         BookLine,
+        CancelLine,
         CancelPlan,
         OrderBook,
         ShipmentStatus,
@@ -55,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         record_cleared,
         record_consent,
         record_expected_ship_date,
+        record_still_waiting,
         summary,
     )
     from workflows import search_attributes as sa
@@ -141,7 +143,8 @@ class BackorderWorkflow:
         try:
             if not self._accepted:
                 self._publish_attributes()  # operators find the order from its first instant
-                await _shielded(self._accept())
+                async with self._lock:  # an early cancel_order waits for acceptance to finish
+                    await _shielded(self._accept())
             while not self._book.settled:
                 await _shielded(self._work())
                 if self._book.settled:
@@ -390,7 +393,7 @@ class BackorderWorkflow:
             release.parent_status is ParentStatus.REASSIGNED
         ):
             value = sum((s.amount for s in new), Decimal(0))
-            await self._reauthorise(value, f"{step}/reauthorise", exact=True)
+            await self._reauthorise(value, f"{step}/reauthorise")
         await self._ship(new, step)
         dropped = [(o.sku, o.cancelled, o.line_id) for o in release.lines if o.cancelled]
         if dropped:
@@ -417,6 +420,9 @@ class BackorderWorkflow:
                     self._note("receipt", f"{change.receipt_id} arrived: {s.shipment_id} ships")
                     await self._ship([self._book.shipment(s.shipment_id)], step)
         else:
+            # the date promised at acceptance may be past by now: wait the policy's default
+            soonest = workflow.now().date() + timedelta(days=self._policy.default_backorder_days)
+            self._acceptance_eta = max(self._acceptance_eta or soonest, soonest)
             for s in awaiting:
                 self._book = self._book.back_to_backorder(s.shipment_id)
                 self._note(
@@ -504,7 +510,7 @@ class BackorderWorkflow:
         match duty.kind:
             case DutyKind.REAUTHORISE:
                 amount = self._payment.authorised if self._payment else Decimal(0)
-                await self._reauthorise(amount, duty.key, exact=False)
+                await self._reauthorise(amount, duty.key)
             case DutyKind.CUSTOMER_UPDATE:
                 await self._notify(
                     c.NoticeKind.STILL_WAITING,
@@ -545,18 +551,30 @@ class BackorderWorkflow:
                 )
                 self._schedule = record(self._schedule, duty, now)
                 self._note("exception", "flagged for an operator: FTC deadline near (high)")
-            case DutyKind.FTC_CANCEL | DutyKind.AUTO_CANCEL:
+            case DutyKind.FTC_CANCEL:
+                # the rule: everything not shipped (waiting or in future shipments) goes
                 self._schedule = record(self._schedule, duty, now)
-                ftc = duty.kind is DutyKind.FTC_CANCEL
-                reason = (
-                    f"FTC rule: not shipped by the deadline without consent; refund by "
-                    f"{duty.refund_by}"
-                    if ftc
-                    else f"not filled within {self._policy.auto_cancel_days} days"
-                )
                 if not self._book.settled:
-                    by = "ftc-rule" if ftc else "auto-cancel"
-                    await self._cancel_plan(self._book.plan_cancel(), reason, by)
+                    reason = (
+                        "FTC rule: not shipped by the deadline without consent; refund by "
+                        f"{duty.refund_by}"
+                    )
+                    await self._cancel_plan(self._book.plan_cancel(), reason, "ftc-rule")
+            case DutyKind.AUTO_CANCEL:
+                # the merchant's cut-off: what is still backordered goes; units already in
+                # future shipments keep waiting for their receipts
+                self._schedule = record(self._schedule, duty, now)
+                waiting = [
+                    CancelLine(line_id=ln.line_id, quantity=ln.backordered)
+                    for ln in self._book.lines
+                    if ln.backordered
+                ]
+                if waiting:
+                    reason = f"not filled within {self._policy.auto_cancel_days} days"
+                    plan = self._book.plan_cancel(waiting)
+                    await self._cancel_plan(plan, reason, "auto-cancel")
+                if not self._book.settled:
+                    self._schedule = record_still_waiting(self._schedule)
             case DutyKind.SELF_CHECK:
                 await self._request_check("periodic self-check")
                 self._schedule = record(self._schedule, duty, now)
@@ -591,21 +609,17 @@ class BackorderWorkflow:
         )
         return back.amount if ok else Decimal(0)
 
-    async def _reauthorise(self, amount: Decimal, step: str, *, exact: bool) -> None:
-        """A fresh authorisation for `amount`; the old one is voided. With the exact amount at
-        release (`void_and_reauth_on_release`) the old one is voided first, so the customer's
-        card never holds both."""
+    async def _reauthorise(self, amount: Decimal, step: str) -> None:
+        """A fresh authorisation for `amount` (what is still to capture, or exactly the released
+        value with `void_and_reauth_on_release`), then the old one is voided. In that order: if
+        the gateway declines, the old hold still pays for what ships."""
         payment = self._payment
         if payment is None or payment.authorisation is None:
             return
-        old = payment.authorisation
         if amount <= 0:  # nothing left to hold
             self._schedule = record_authorisation(self._schedule, None)
             return
-        if exact:
-            await self._pay(
-                c.VOID_PAYMENT, PaymentStep.VOID, payment.authorised, old, f"{step}/void"
-            )
+        old, held = payment.authorisation, payment.authorised
         result = await self._pay(c.AUTHORISE_PAYMENT, PaymentStep.AUTHORISE, amount, None, step)
         if result is None:
             self._schedule = record_authorisation(self._schedule, None)
@@ -613,8 +627,8 @@ class BackorderWorkflow:
                 c.NoticeKind.PAYMENT_PROBLEM, f"{step}/problem", self._unshipped_items()
             )
             return
-        if not exact:
-            await self._pay(c.VOID_PAYMENT, PaymentStep.VOID, amount, old, f"{step}/void-previous")
+        if held > 0:
+            await self._pay(c.VOID_PAYMENT, PaymentStep.VOID, held, old, f"{step}/void-previous")
         now = workflow.now()
         expires = result.expires_at or now + timedelta(days=7)
         self._schedule = record_authorisation(

@@ -14,6 +14,7 @@ from domain.schedule.recording import (
     record_cleared,
     record_consent,
     record_expected_ship_date,
+    record_still_waiting,
 )
 from domain.schedule.state import (
     Authorisation,
@@ -40,6 +41,7 @@ __all__ = [
     "record_cleared",
     "record_consent",
     "record_expected_ship_date",
+    "record_still_waiting",
     "summary",
     "upcoming",
 ]

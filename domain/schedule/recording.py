@@ -32,7 +32,7 @@ def record(state: ScheduleState, done: Due, now: datetime) -> ScheduleState:
             ftc = after_cancel(state.ftc, done)
             return state.model_copy(update={"ftc": ftc, "backordered": False})
         case DutyKind.AUTO_CANCEL:
-            return record_cleared(state)
+            return record_cleared(state).model_copy(update={"auto_cancelled": True})
         case DutyKind.FTC_EXCEPTION:
             ftc = after_exception(state.ftc)
             return state.model_copy(update={"ftc": ftc, "exception_raised": True})
@@ -74,3 +74,10 @@ def record_expected_ship_date(state: ScheduleState, expected: date | None) -> Sc
 def record_cleared(state: ScheduleState) -> ScheduleState:
     """Nothing is backordered any more (all shipped or cancelled): every timer stops for good."""
     return state.model_copy(update={"backordered": False})
+
+
+def record_still_waiting(state: ScheduleState) -> ScheduleState:
+    """Units still wait after an auto-cancel took what was backordered (they are in future
+    shipments): the timers that guard them (re-authorisation, FTC rule) run on; auto-cancel
+    does not fire again."""
+    return state.model_copy(update={"backordered": True})

@@ -84,5 +84,7 @@ class ScheduleState(Contract):
     """The day of the last customer update; earlier update days are never sent late."""
     ftc: FtcRecord = FtcRecord()
     exception_raised: bool = False
+    auto_cancelled: bool = False
+    """The merchant's cut-off passed and cancelled what was backordered (once per order)."""
     last_check_at: AwareDatetime | None = None
     """When the allocator was last asked to re-check this order."""

@@ -27,7 +27,7 @@ def exception_flag(state: ScheduleState, policy: BackorderPolicy) -> Due | None:
 
 
 def auto_cancel(state: ScheduleState, policy: BackorderPolicy) -> Due | None:
-    if policy.auto_cancel_days is None:
+    if policy.auto_cancel_days is None or state.auto_cancelled:
         return None
     at = state.accepted_at + timedelta(days=policy.auto_cancel_days)
     return Due(kind=DutyKind.AUTO_CANCEL, at=at)
