@@ -14,7 +14,7 @@ from decimal import Decimal
 from temporalio.testing import WorkflowEnvironment
 
 from activities import contracts as c
-from domain.order_book import ShipmentStatus
+from domain.order_book import BookStatus, ShipmentStatus
 from domain.planner import Shipment, ShipmentKind
 from domain.policy import BackorderPolicy, ReleaseMode
 from domain.schedule import FtcState
@@ -88,6 +88,7 @@ async def test_a_ninety_day_life(time_skipping_env: WorkflowEnvironment) -> None
         await clock.until(46)
         status = await handle.query(BackorderWorkflow.status)
         assert status.status is BackorderStatus.AWAITING_RECEIPT
+        assert status.parent is BookStatus.REASSIGNED
         await clock.until(89.5)
         arrived = ReceiptChange(receipt_id="PO-7", status=ReceiptStatus.ARRIVED)
         await handle.signal(

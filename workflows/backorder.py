@@ -248,6 +248,7 @@ class BackorderWorkflow:
             as_of=workflow.now(),
             days_in_backorder=self._days_in_backorder(),
             lines=self._lines(),
+            parent=self._book.status,
             shipments=self._book.shipments,
             payment=self._payment,
             expected_ship_date=self._schedule.expected_ship_date,

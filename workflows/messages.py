@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field
 
 from domain.order import Contract, Identifier, Money, Order
-from domain.order_book import BookedShipment, CancelledPart, CancelLine, OrderBook
+from domain.order_book import BookedShipment, BookStatus, CancelledPart, CancelLine, OrderBook
 from domain.payment import PaymentBook
 from domain.planner import OrderRelease
 from domain.policy import BackorderPolicy
@@ -130,6 +130,9 @@ class OrderStatus(Contract):
     days_in_backorder: int
     """Whole days between `backordered_since` and `as_of`."""
     lines: list[LineStatus]
+    parent: BookStatus = BookStatus.BACKORDERED
+    """The backordered parent shipment: `reassigned` once every unit is in a child shipment or
+    cancelled."""
     shipments: tuple[BookedShipment, ...] = ()
     payment: PaymentBook | None = None
     expected_ship_date: dt.date | None = None
