@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.payment import PaymentBook, PaymentOperation, PaymentStep, expired_at
     from domain.planner import (
         Allotment,
+        LineOutcome,
         OrderRelease,
         ParentStatus,
         Stock,
@@ -88,6 +89,13 @@ LOG_LIMIT = 200
 PASSES_KEPT = 500
 DUTIES_PER_WAKEUP = 50
 """A guard: the schedule advances on every duty, so more than this means a bug, not work."""
+GATEWAY = {
+    PaymentStep.AUTHORISE: c.AUTHORISE_PAYMENT,
+    PaymentStep.CAPTURE: c.CAPTURE_PAYMENT,
+    PaymentStep.VOID: c.VOID_PAYMENT,
+    PaymentStep.REFUND: c.REFUND_PAYMENT,
+}
+"""The activity that performs each payment step."""
 
 
 @workflow.defn(name="BackorderWorkflow")
@@ -332,16 +340,10 @@ class BackorderWorkflow:
             f"cancelled; expected {self._acceptance_eta}",
         )
         await self._ship(book.shipments, "accept")
-        cancelled = [(o.sku, o.cancelled, o.line_id) for o in plan.lines if o.cancelled]
+        amount, cancelled = self._cancelled_in(plan.lines)
         if cancelled:
-            amount = sum((book.line(lid).unit_price * q for _, q, lid in cancelled), Decimal(0))
             given = await self._give_back(amount, "accept")
-            await self._notify(
-                c.NoticeKind.CANCELLED,
-                "accept/cancelled",
-                _items((sku, q) for sku, q, _ in cancelled),
-                amount=given,
-            )
+            await self._notify(c.NoticeKind.CANCELLED, "accept/cancelled", cancelled, amount=given)
         await self._update_demand()
         if book.backordered_units:
             await self._notify(
@@ -381,8 +383,7 @@ class BackorderWorkflow:
             self._book = before.release(release, workflow.now())
         except StaleRelease as err:
             self._note("allotment refused", f"{step}: {err}; its stock goes back")
-            if release.allotments:
-                await self._free(release.allotments, f"{step}/refused")
+            await self._free(release.allotments, f"{step}/refused")
             return
         new = self._book.shipments[len(before.shipments) :]
         self._note(
@@ -396,9 +397,8 @@ class BackorderWorkflow:
             value = sum((s.amount for s in new), Decimal(0))
             await self._reauthorise(value, f"{step}/reauthorise")
         await self._ship(new, step)
-        dropped = [(o.sku, o.cancelled, o.line_id) for o in release.lines if o.cancelled]
+        amount, dropped = self._cancelled_in(release.lines)
         if dropped:
-            amount = sum((before.line(lid).unit_price * q for _, q, lid in dropped), Decimal(0))
             await self._give_back(amount, f"{step}/dropped")
         await self._update_demand()
         await self._changed()
@@ -496,10 +496,8 @@ class BackorderWorkflow:
 
     async def _finish(self) -> None:
         """The order's life is over: release what is left of the authorisation, final record."""
-        payment = self._payment
-        if payment is not None and payment.authorisation is not None and payment.authorised > 0:
-            await self._give_back(payment.authorised, "final")
-        if self._payment is not None:
+        if self._payment is not None:  # nothing more will be captured
+            await self._give_back(self._payment.authorised, "final")
             self._payment = self._payment.closed()
         self._schedule = record_cleared(self._schedule)
         await self._changed()
@@ -592,7 +590,6 @@ class BackorderWorkflow:
         amount = self._payment.to_capture(shipment.amount)
         if amount > 0:
             await self._pay(
-                c.CAPTURE_PAYMENT,
                 PaymentStep.CAPTURE,
                 amount,
                 self._payment.authorisation,
@@ -604,10 +601,7 @@ class BackorderWorkflow:
         back = self._payment.give_back(amount) if self._payment else None
         if back is None:
             return Decimal(0)
-        contract = c.VOID_PAYMENT if back.step is PaymentStep.VOID else c.REFUND_PAYMENT
-        ok = await self._pay(
-            contract, back.step, back.amount, back.applies_to, f"{step}/{back.step}"
-        )
+        ok = await self._pay(back.step, back.amount, back.applies_to, f"{step}/{back.step}")
         return back.amount if ok else Decimal(0)
 
     async def _reauthorise(self, amount: Decimal, step: str) -> None:
@@ -621,7 +615,7 @@ class BackorderWorkflow:
             self._schedule = record_authorisation(self._schedule, None)
             return
         old, held = payment.authorisation, payment.authorised
-        result = await self._pay(c.AUTHORISE_PAYMENT, PaymentStep.AUTHORISE, amount, None, step)
+        result = await self._pay(PaymentStep.AUTHORISE, amount, None, step)
         if result is None:
             self._schedule = record_authorisation(self._schedule, None)
             await self._notify(
@@ -629,7 +623,7 @@ class BackorderWorkflow:
             )
             return
         if held > 0:
-            await self._pay(c.VOID_PAYMENT, PaymentStep.VOID, held, old, f"{step}/void-previous")
+            await self._pay(PaymentStep.VOID, held, old, f"{step}/void-previous")
         now = workflow.now()
         expires = result.expires_at or now + timedelta(days=7)
         self._schedule = record_authorisation(
@@ -639,7 +633,6 @@ class BackorderWorkflow:
 
     async def _pay(
         self,
-        contract: c.ActivityContract[c.PaymentRequest, c.PaymentResult],
         step: PaymentStep,
         amount: Decimal,
         applies_to: str | None,
@@ -658,7 +651,7 @@ class BackorderWorkflow:
         )
         now = workflow.now()
         try:
-            result = await call(contract, request)
+            result = await call(GATEWAY[step], request)
         except ActivityError as err:
             self._payment = self._payment.recorded(
                 PaymentOperation(step=step, key=key, amount=amount, applies_to=applies_to, at=now,
@@ -823,17 +816,7 @@ class BackorderWorkflow:
         )
 
     def _lines(self) -> list[LineStatus]:
-        return [
-            LineStatus(
-                line_id=ln.line_id,
-                sku=ln.sku,
-                ordered=ln.ordered,
-                released=ln.released,
-                backordered=ln.backordered,
-                cancelled=ln.cancelled,
-            )
-            for ln in self._book.lines
-        ]
+        return [LineStatus(**ln.model_dump(exclude={"unit_price"})) for ln in self._book.lines]
 
     def _summary(self) -> BackorderSummary:
         return BackorderSummary(
@@ -864,6 +847,16 @@ class BackorderWorkflow:
             log=tuple(self._log),
             cancel_reason=self._cancel_reason,
         )
+
+    def _cancelled_in(
+        self, outcomes: Iterable[LineOutcome]
+    ) -> tuple[Decimal, tuple[c.NoticeItem, ...]]:
+        """The value and items of what a plan cancelled (not backorderable, dropped inserts)."""
+        cancelled = [o for o in outcomes if o.cancelled]
+        value = sum(
+            (self._book.line(o.line_id).unit_price * o.cancelled for o in cancelled), Decimal(0)
+        )
+        return value, _items((o.sku, o.cancelled) for o in cancelled)
 
     def _waiting_items(self) -> tuple[c.NoticeItem, ...]:
         return _items((ln.sku, ln.backordered) for ln in self._book.lines)
