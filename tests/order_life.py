@@ -23,6 +23,7 @@ from domain.planner import (
     ParentStatus,
     Receipt,
     Shipment,
+    ShipmentKind,
     Stock,
     StockLevel,
 )
@@ -71,6 +72,22 @@ def stock(
             Receipt(receipt_id=rid, sku=sku, location="DC", quantity=q, expected_date=day)
             for rid, sku, q, day in receipts
         ),
+    )
+
+
+def task_queue() -> str:
+    """A task queue of the test's own, so tests never share workers."""
+    return f"tq-{uuid.uuid4().hex[:8]}"
+
+
+def ready(*allotments: Allotment) -> Shipment:
+    return Shipment(kind=ShipmentKind.READY, location="DC", allotments=allotments)
+
+
+def incoming(day: dt.date, *allotments: Allotment) -> Shipment:
+    """A future shipment waiting for receipts expected on `day`."""
+    return Shipment(
+        kind=ShipmentKind.FUTURE, location="DC", expected_date=day, allotments=allotments
     )
 
 

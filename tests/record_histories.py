@@ -17,12 +17,22 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from domain.order_book import CancelLine
-from domain.planner import Shipment, ShipmentKind
 from domain.policy import BackorderPolicy, PaymentTiming, ReleaseMode
 from embedded.process import find_binary
 from runtime.temporal_setup import register_search_attributes
 from tests.fakes import World
-from tests.order_life import Clock, current, future, make_order, release, running, start, stock
+from tests.order_life import (
+    Clock,
+    current,
+    future,
+    incoming,
+    make_order,
+    ready,
+    release,
+    running,
+    start,
+    stock,
+)
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
 from workflows.messages import (
@@ -58,19 +68,14 @@ async def released_in_parts_over_ninety_days(env: WorkflowEnvironment, queue: st
     await clock.until(28)
     await handle.signal(BackorderWorkflow.consent, ConsentSignal(until=day91 + dt.timedelta(4)))
     await clock.until(40)
-    ready = Shipment(kind=ShipmentKind.READY, location="DC", allotments=(current("L2", "B", 1),))
+    one = ready(current("L2", "B", 1))
     signal = AllotmentSignal(
-        pass_id="P1", release=release(order.order_id, [("L2", "B", 1, 3)], ready)
+        pass_id="P1", release=release(order.order_id, [("L2", "B", 1, 3)], one)
     )
     await handle.signal(BackorderWorkflow.allotment, signal)
     await handle.signal(BackorderWorkflow.allotment, signal)
     await clock.until(45)
-    later = Shipment(
-        kind=ShipmentKind.FUTURE,
-        location="DC",
-        expected_date=day91,
-        allotments=(future("L2", "B", 3, "PO-7", day91),),
-    )
+    later = incoming(day91, future("L2", "B", 3, "PO-7", day91))
     signal = AllotmentSignal(
         pass_id="P2", release=release(order.order_id, [("L2", "B", 3, 0)], later)
     )

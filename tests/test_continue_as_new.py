@@ -4,7 +4,6 @@ carrying its whole state, on a real dev server told to suggest it early."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -12,10 +11,9 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from domain.planner import Shipment, ShipmentKind
 from embedded.process import find_binary
 from tests.fakes import World
-from tests.order_life import current, make_order, release, running, start, stock
+from tests.order_life import current, make_order, ready, release, running, start, stock, task_queue
 from workflows import search_attributes as sa
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
@@ -51,7 +49,7 @@ async def test_a_busy_order_continues_as_new_and_keeps_its_state(
     now = await env.get_current_time()
     order = make_order(now, [("A", 1, "10.00"), ("B", 2, "5.00")], paid="20.00")
     world = World(stock=stock({"A": 1}))
-    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         first_run = (await handle.describe()).run_id
@@ -74,13 +72,11 @@ async def test_a_busy_order_continues_as_new_and_keeps_its_state(
         assert status.payment is not None and status.payment.captured == Decimal("10.00")
         assert sum(e.event == "check" for e in status.log) == 30
 
-        ready = Shipment(
-            kind=ShipmentKind.READY, location="DC", allotments=(current("L2", "B", 2),)
-        )
+        both = ready(current("L2", "B", 2))
         await latest.signal(
             BackorderWorkflow.allotment,
             AllotmentSignal(
-                pass_id="P1", release=release(order.order_id, [("L2", "B", 2, 0)], ready)
+                pass_id="P1", release=release(order.order_id, [("L2", "B", 2, 0)], both)
             ),
         )
         summary = await env.client.get_workflow_handle_for(

@@ -8,18 +8,28 @@ Each test asserts the exact stock and money operations; activities that fail aft
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from decimal import Decimal
 
 from temporalio.testing import WorkflowEnvironment
 
 from activities import contracts as c
 from domain.order_book import BookStatus, ShipmentStatus
-from domain.planner import Shipment, ShipmentKind
 from domain.policy import BackorderPolicy, ReleaseMode
 from domain.schedule import FtcState
 from tests.fakes import World
-from tests.order_life import Clock, current, future, make_order, release, running, start, stock
+from tests.order_life import (
+    Clock,
+    current,
+    future,
+    incoming,
+    make_order,
+    ready,
+    release,
+    running,
+    start,
+    stock,
+    task_queue,
+)
 from workflows import search_attributes as sa
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import (
@@ -31,10 +41,6 @@ from workflows.messages import (
 )
 
 BY_QUANTITY = BackorderPolicy(release_mode=ReleaseMode.QUANTITY, future_inventory=True)
-
-
-def tq() -> str:
-    return f"tq-{uuid.uuid4().hex[:8]}"
 
 
 async def test_a_ninety_day_life(time_skipping_env: WorkflowEnvironment) -> None:
@@ -49,7 +55,7 @@ async def test_a_ninety_day_life(time_skipping_env: WorkflowEnvironment) -> None
         # the first attempt of each of these loses its response after the effect
         fail_after_effect={"capture_payment": 1, "send_notice": 1, "void_payment": 1},
     )
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue, cached=False):
         handle = await start(env, order, queue)
         await clock.until(26)
@@ -64,9 +70,7 @@ async def test_a_ninety_day_life(time_skipping_env: WorkflowEnvironment) -> None
             release=release(
                 order.order_id,
                 [("L2", "B", 1, 3)],
-                Shipment(
-                    kind=ShipmentKind.READY, location="DC", allotments=(current("L2", "B", 1),)
-                ),
+                ready(current("L2", "B", 1)),
             ),
         )
         await handle.signal(BackorderWorkflow.allotment, first)
@@ -80,8 +84,7 @@ async def test_a_ninety_day_life(time_skipping_env: WorkflowEnvironment) -> None
                 release=release(
                     order.order_id,
                     [("L2", "B", 3, 0)],
-                    Shipment(kind=ShipmentKind.FUTURE, location="DC", expected_date=day91,
-                             allotments=(po,)),
+                    incoming(day91, po),
                 ),
             ),
         )  # fmt: skip

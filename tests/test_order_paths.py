@@ -9,7 +9,6 @@ Each test asserts the exact stock and money operations, figures and notices the 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -27,12 +26,24 @@ from temporalio.testing import WorkflowEnvironment
 from activities import contracts as c
 from domain.order import Order
 from domain.order_book import CancelledPart, CancelLine, ShipmentStatus
-from domain.planner import BackorderLine, Shipment, ShipmentKind
+from domain.planner import BackorderLine
 from domain.policy import BackorderPolicy, PaymentTiming
 from domain.schedule import ConsentKind, DutyKind, FtcState
 from domain.schedule.days import add_working_days, end_of_day
 from tests.fakes import Effect, World
-from tests.order_life import Clock, current, future, make_order, release, running, start, stock
+from tests.order_life import (
+    Clock,
+    current,
+    future,
+    incoming,
+    make_order,
+    ready,
+    release,
+    running,
+    start,
+    stock,
+    task_queue,
+)
 from workflows import search_attributes as sa
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import (
@@ -51,10 +62,6 @@ Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
 AT_ORDER = BackorderPolicy(payment_timing=PaymentTiming.AT_ORDER)
 LONG_HOLD = BackorderPolicy(reauth_interval_days=365)
 """With an authorisation that lasts 200 days: no re-authorisation within a test."""
-
-
-def tq() -> str:
-    return f"tq-{uuid.uuid4().hex[:8]}"
 
 
 def long_held(order: Order, t0: dt.datetime) -> Order:
@@ -91,16 +98,6 @@ async def scheduled(handle: Handle) -> list[tuple[str, dt.datetime]]:
     return calls
 
 
-def ready(*allotments: Any) -> Shipment:
-    return Shipment(kind=ShipmentKind.READY, location="DC", allotments=allotments)
-
-
-def incoming(day: dt.date, *allotments: Any) -> Shipment:
-    return Shipment(
-        kind=ShipmentKind.FUTURE, location="DC", expected_date=day, allotments=allotments
-    )
-
-
 def line_figures(lines: Sequence[Any]) -> list[tuple[str, int, int, int, int]]:
     return [(ln.line_id, ln.ordered, ln.released, ln.backordered, ln.cancelled) for ln in lines]
 
@@ -117,7 +114,7 @@ async def test_cancel_order_update_refuses_what_it_cannot_cancel_then_cancels_pa
     day20 = (t0 + dt.timedelta(days=20)).date()
     order = make_order(t0, [("A", 2, "10.00"), ("B", 4, "5.00")], paid="40.00")
     world = World(stock=stock({"A": 2}))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -252,7 +249,7 @@ async def test_cancel_signal_refunds_the_unshipped_value_each_effect_once_after_
     day20 = (t0 + dt.timedelta(days=20)).date()
     order = make_order(t0, [("A", 2, "10.00"), ("B", 4, "5.00")], paid="40.00")
     world = World(policy=AT_ORDER, stock=stock({"A": 2}))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue, cached=False):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -329,7 +326,7 @@ async def test_cancel_signal_before_anything_shipped_refunds_all_and_ends_cancel
     clock = Clock(env, t0)
     order = make_order(t0, [("B", 2, "10.00")], paid="20.00")
     world = World(policy=AT_ORDER)
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -359,7 +356,7 @@ async def test_ftc_cancels_on_day_60_without_consent_and_refunds(
     day91 = (t0 + dt.timedelta(days=91)).date()
     order = make_order(t0, [("B", 3, "5.00")], paid="15.00")
     world = World(policy=AT_ORDER, stock=stock(receipts=[("PO-9", "B", 3, day91)]))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(26)
@@ -418,7 +415,7 @@ async def test_ftc_silence_consents_then_the_renewed_notice_and_a_cancel_without
     ship_by = end_of_day(day45)  # the consented date lasts all day
     order = long_held(make_order(t0, [("B", 3, "5.00")], paid="15.00"), t0)
     world = World(policy=LONG_HOLD, stock=stock(receipts=[("PO-4", "B", 3, day45)]))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(28)
@@ -477,7 +474,7 @@ async def test_auto_cancel_on_its_day_voids_the_current_authorisation_and_stops(
     clock = Clock(env, t0)
     order = make_order(t0, [("B", 3, "5.00")], paid="15.00")
     world = World(policy=BackorderPolicy(auto_cancel_days=10))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         summary = await handle.result()
@@ -524,7 +521,7 @@ async def test_auto_cancel_takes_only_what_is_still_backordered(
     day20 = (t0 + dt.timedelta(days=20)).date()
     order = long_held(make_order(t0, [("A", 2, "10.00"), ("B", 3, "5.00")], paid="35.00"), t0)
     world = World(policy=LONG_HOLD.override(auto_cancel_days=10))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -581,7 +578,7 @@ async def test_temporal_cancel_compensates_then_ends_cancelled(
     day20 = (t0 + dt.timedelta(days=20)).date()
     order = make_order(t0, [("A", 2, "10.00"), ("B", 3, "5.00")], paid="35.00")
     world = World(stock=stock({"A": 2}))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -647,7 +644,7 @@ async def test_stale_allotments_are_released_and_leave_the_book_alone(
     clock = Clock(env, t0)
     order = make_order(t0, [("B", 3, "5.00")])
     world = World()
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -695,7 +692,7 @@ async def test_acceptance_reads_stock_again_when_the_reservation_loses_a_race(
     t0 = await env.get_current_time()
     order = make_order(t0, [("A", 2, "10.00")])
     world = World(stock=stock({"A": 2}), short_reservations=1)
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         summary = await handle.result()
@@ -721,7 +718,7 @@ async def test_acceptance_lets_everything_wait_when_stock_keeps_moving(
     clock = Clock(env, t0)
     order = make_order(t0, [("A", 2, "10.00")], paid="20.00")
     world = World(stock=stock({"A": 2}), short_reservations=3)
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -755,7 +752,7 @@ async def test_declined_reauthorisation_is_reported_once_and_the_order_keeps_wai
     clock = Clock(env, t0)
     order = make_order(t0, [("B", 3, "5.00")], paid="15.00")
     world = World(decline={"authorise_payment"})
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(20)
@@ -802,7 +799,7 @@ async def test_cancelled_receipt_sends_its_shipment_back_to_backorder(
     day20 = (t0 + dt.timedelta(days=20)).date()
     order = make_order(t0, [("B", 3, "5.00")], paid="15.00")
     world = World()
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(1)
@@ -861,7 +858,7 @@ async def exact_reauth_life(
     order = make_order(t0, [("A", 2, "10.00"), ("B", 3, "5.00")], paid="35.00")
     world = World(policy=BackorderPolicy(void_and_reauth_on_release=True), stock=stock({"A": 2}))
     world.decline = set(decline)
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(2)
@@ -933,7 +930,7 @@ async def test_priority_reaches_the_demand_and_checks_reach_the_allocator(
     clock = Clock(env, t0)
     order = make_order(t0, [("B", 3, "5.00")])
     world = World(policy=BackorderPolicy(check_interval_hours=24))
-    queue = tq()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await clock.until(0.5)
