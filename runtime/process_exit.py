@@ -14,7 +14,10 @@ def run_and_exit(main: Callable[[], int]) -> None:
     skipped is CPython's finalisation, which races the Temporal bridge's Rust threads and can
     abort or segfault a process at exit (temporalio/sdk-python#300; seen here on SIGTERM).
     """
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `backorder order status A-1 | head`: the reader has what it wanted
+        code = 0
     sys.stderr.flush()
     os._exit(code)

@@ -224,3 +224,16 @@ async def test_setup_temporal_creates_namespace_and_search_attributes_idempotent
         "OrderValue": "DOUBLE",
         "FtcState": "KEYWORD",
     }
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error() -> None:
+    """`backorder order status A-1 | head`: the reader is gone before the output is written."""
+    proc = subprocess.run(
+        f"{find_binary('backorder')} schema status | true; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.strip() == "0" and "Traceback" not in proc.stderr, proc.stderr
