@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -23,41 +23,24 @@ from activities import contracts
 from activities.contracts import (
     Availability,
     AvailabilityRequest,
-    CheckRequest,
     DemandUpdate,
     Empty,
     StockReservation,
+)
+from activities.ledger import (
+    HeldKey,
+    Short,
+    StockKey,
+    claim,
+    columns,
+    invalid,
+    lock_receipts,
+    lock_stock,
 )
 from domain.planner import Allotment, Catalog, Stock
 from domain.planner.catalog import Product
 from domain.planner.plan import StockSource
 from domain.planner.stock import Location, Receipt, StockLevel
-
-StockKey = tuple[str, str]
-"""(sku, location): one row of `stock`."""
-HeldKey = tuple[str, str, str, str, str | None]
-"""(line_id, sku, location, source, receipt_id): the reservations one allotment refers to."""
-
-
-@dataclass(frozen=True)
-class _Short:
-    """One stock row or receipt that cannot cover what a reservation wants."""
-
-    sku: str
-    location: str
-    wanted: int
-    free: int
-    receipt_id: str | None = None
-
-    def __str__(self) -> str:
-        where = f"sku {self.sku} at {self.location}"
-        if self.receipt_id is not None:
-            where += f" (receipt {self.receipt_id})"
-        return f"{where}: wanted {self.wanted}, free {self.free}"
-
-
-def _invalid(message: str) -> ApplicationError:
-    return ApplicationError(message, type=contracts.INVALID_REQUEST, non_retryable=True)
 
 
 def _check_sources(allotments: Iterable[Allotment]) -> None:
@@ -65,7 +48,7 @@ def _check_sources(allotments: Iterable[Allotment]) -> None:
     for a in allotments:
         if (a.source is StockSource.FUTURE) != (a.receipt_id is not None):
             rule = "needs a" if a.source is StockSource.FUTURE else "must not name a"
-            raise _invalid(
+            raise invalid(
                 f"allotment of line {a.line_id} (sku {a.sku} at {a.location}):"
                 f" a {a.source.value} allotment {rule} receipt_id"
             )
@@ -87,75 +70,6 @@ def _receipts_wanted(allotments: Iterable[Allotment]) -> dict[str, list[Allotmen
     return dict(sorted(wanted.items()))
 
 
-async def _lock_stock(conn: AsyncConnection[Any], keys: Iterable[StockKey]) -> dict[StockKey, int]:
-    """Lock the existing `stock` rows of `keys` in (sku, location) order; their free units."""
-    skus, locations = _columns(keys)
-    if not skus:
-        return {}
-    cur = await conn.execute(
-        """
-        SELECT sku, location, on_hand - reserved
-          FROM stock
-         WHERE (sku, location) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-         ORDER BY sku, location
-           FOR UPDATE
-        """,
-        (skus, locations),
-    )
-    return {(sku, location): int(free) for sku, location, free in await cur.fetchall()}
-
-
-async def _lock_receipts(
-    conn: AsyncConnection[Any], receipt_ids: Iterable[str]
-) -> dict[str, tuple[str, str, str, int]]:
-    """Lock the receipts in receipt_id order; their (sku, location, status, free units)."""
-    ids = sorted(set(receipt_ids))
-    if not ids:
-        return {}
-    cur = await conn.execute(
-        """
-        SELECT receipt_id, sku, location, status, quantity - reserved
-          FROM future_receipts
-         WHERE receipt_id = ANY(%s)
-         ORDER BY receipt_id
-           FOR UPDATE
-        """,
-        (ids,),
-    )
-    rows = await cur.fetchall()
-    return {rid: (sku, loc, status, int(free)) for rid, sku, loc, status, free in rows}
-
-
-def _columns(keys: Iterable[StockKey]) -> tuple[list[str], list[str]]:
-    pairs = list(keys)
-    return [sku for sku, _ in pairs], [location for _, location in pairs]
-
-
-async def _claim(conn: AsyncConnection[Any], key: str, kind: str, order_id: str) -> bool:
-    """Record `key` in this transaction; False if it was already applied (a retry: do nothing).
-
-    A concurrent call with the same key waits here until the first commits or rolls back.
-    """
-    cur = await conn.execute(
-        """
-        INSERT INTO ledger_operations (key, kind, order_id) VALUES (%s, %s, %s)
-        ON CONFLICT (key) DO NOTHING
-        RETURNING key
-        """,
-        (key, kind, order_id),
-    )
-    if await cur.fetchone() is not None:
-        return True
-    cur = await conn.execute("SELECT kind, order_id FROM ledger_operations WHERE key = %s", (key,))
-    done = await cur.fetchone()
-    if done is not None and tuple(done) != (kind, order_id):
-        raise _invalid(
-            f"key {key} was already used by {done[0]} for order {done[1]};"
-            f" it cannot also be {kind} for order {order_id}"
-        )
-    return False
-
-
 class InventoryActivities:
     """The ledger activities of the order workflow; they share the worker's connection pool."""
 
@@ -169,7 +83,6 @@ class InventoryActivities:
             self.reserve_stock,
             self.release_stock,
             self.update_demand,
-            self.request_allocation_check,
         ]
 
     @activity.defn(name=contracts.CHECK_AVAILABILITY.name)
@@ -246,31 +159,31 @@ class InventoryActivities:
         receipts_wanted = _receipts_wanted(request.allotments)
         name = contracts.RESERVE_STOCK.name
         async with self._pool.connection() as conn, conn.transaction():
-            if not await _claim(conn, request.key, name, request.order_id):
+            if not await claim(conn, request.key, name, request.order_id):
                 return Empty()
-            free_stock = await _lock_stock(conn, stock_wanted)
-            receipts = await _lock_receipts(conn, receipts_wanted)
+            free_stock = await lock_stock(conn, stock_wanted)
+            receipts = await lock_receipts(conn, receipts_wanted)
 
             short = [
-                _Short(sku, location, wanted, free_stock.get((sku, location), 0))
+                Short(sku, location, wanted, free_stock.get((sku, location), 0))
                 for (sku, location), wanted in stock_wanted.items()
                 if free_stock.get((sku, location), 0) < wanted
             ]
             for receipt_id, allotments in receipts_wanted.items():
                 found = receipts.get(receipt_id)
                 if found is None:
-                    raise _invalid(f"unknown receipt {receipt_id}")
+                    raise invalid(f"unknown receipt {receipt_id}")
                 sku, location, status, free = found
                 for a in allotments:
                     if (a.sku, a.location) != (sku, location):
-                        raise _invalid(
+                        raise invalid(
                             f"receipt {receipt_id} is for sku {sku} at {location},"
                             f" not sku {a.sku} at {a.location} (line {a.line_id})"
                         )
                 wanted = sum(a.quantity for a in allotments)
                 free = free if status == "open" else 0
                 if free < wanted:
-                    short.append(_Short(sku, location, wanted, free, receipt_id))
+                    short.append(Short(sku, location, wanted, free, receipt_id))
             if short:
                 raise ApplicationError(
                     f"insufficient stock for order {request.order_id}: "
@@ -280,7 +193,7 @@ class InventoryActivities:
                     non_retryable=True,
                 )
 
-            skus, locations = _columns(stock_wanted)
+            skus, locations = columns(stock_wanted)
             if skus:
                 await conn.execute(
                     """
@@ -342,17 +255,18 @@ class InventoryActivities:
             held[a.line_id, a.sku, a.location, a.source.value, a.receipt_id] += a.quantity
         name = contracts.RELEASE_STOCK.name
         async with self._pool.connection() as conn, conn.transaction():
-            if not await _claim(conn, request.key, name, request.order_id):
+            if not await claim(conn, request.key, name, request.order_id):
                 return Empty()
             # The same lock order as reserve_stock: stock rows, receipts, then reservations.
-            await _lock_stock(conn, sorted(_stock_wanted(request.allotments)))
-            await _lock_receipts(conn, _receipts_wanted(request.allotments))
+            # A future allotment's stock row too: its receipt may have been received since.
+            await lock_stock(conn, sorted({(a.sku, a.location) for a in request.allotments}))
+            await lock_receipts(conn, _receipts_wanted(request.allotments))
             freed_stock: dict[StockKey, int] = defaultdict(int)
             freed_receipts: dict[str, int] = defaultdict(int)
             for (line_id, sku, location, source, receipt_id), wanted in sorted(
                 held.items(), key=lambda item: tuple(str(k) for k in item[0])
             ):
-                freed = await self._release_rows(
+                freed, received = await self._release_rows(
                     conn, request, (line_id, sku, location, source, receipt_id), wanted
                 )
                 if freed < wanted:
@@ -369,12 +283,15 @@ class InventoryActivities:
                         location,
                         "" if receipt_id is None else f" (receipt {receipt_id})",
                     )
-                if freed and receipt_id is None:
+                if source == StockSource.CURRENT.value:
                     freed_stock[sku, location] += freed
                 elif freed and receipt_id is not None:
-                    freed_receipts[receipt_id] += freed
+                    freed_receipts[receipt_id] += freed - received
+                    freed_stock[sku, location] += received
+            freed_stock = {k: q for k, q in freed_stock.items() if q}
+            freed_receipts = defaultdict(int, {r: q for r, q in freed_receipts.items() if q})
 
-            skus, locations = _columns(freed_stock)
+            skus, locations = columns(freed_stock)
             if skus:
                 await conn.execute(
                     """
@@ -400,25 +317,30 @@ class InventoryActivities:
     @staticmethod
     async def _release_rows(
         conn: AsyncConnection[Any], request: StockReservation, held: HeldKey, wanted: int
-    ) -> int:
+    ) -> tuple[int, int]:
         """Mark up to `wanted` units of the order's matching reservations released (newest
-        first, splitting the last row if it holds more); the units freed."""
+        first, splitting the last row if it holds more); the units freed, and how many of them
+        were units of a future receipt that has been received since (now stock on hand)."""
         line_id, sku, location, source, receipt_id = held
         cur = await conn.execute(
             """
-            SELECT id, quantity
+            SELECT id, quantity, source
               FROM reservations
              WHERE order_id = %s AND line_id = %s AND sku = %s AND location = %s
-               AND source = %s AND receipt_id IS NOT DISTINCT FROM %s AND state = 'reserved'
+               AND (source = %s OR (%s = 'future' AND source = 'current'))
+               AND receipt_id IS NOT DISTINCT FROM %s AND state = 'reserved'
              ORDER BY id DESC
                FOR UPDATE
             """,
-            (request.order_id, line_id, sku, location, source, receipt_id),
+            (request.order_id, line_id, sku, location, source, source, receipt_id),
         )
         left = wanted
-        for row_id, quantity in await cur.fetchall():
+        received = 0
+        for row_id, quantity, row_source in await cur.fetchall():
             if left == 0:
                 break
+            if row_source != source:  # the receipt arrived: these units are on hand now
+                received += min(int(quantity), left)
             if quantity <= left:
                 await conn.execute(
                     """
@@ -447,7 +369,7 @@ class InventoryActivities:
                     (left, request.key, row_id),
                 )
                 left = 0
-        return wanted - left
+        return wanted - left, received
 
     @activity.defn(name=contracts.UPDATE_DEMAND.name)
     async def update_demand(self, request: DemandUpdate) -> Empty:
@@ -455,13 +377,13 @@ class InventoryActivities:
         nothing), so the allocator sees each open line once and in its priority."""
         backorder = request.backorder
         if backorder is not None and backorder.order_id != request.order_id:
-            raise _invalid(
+            raise invalid(
                 f"demand update for order {request.order_id} carries the backorder of"
                 f" order {backorder.order_id}"
             )
         name = contracts.UPDATE_DEMAND.name
         async with self._pool.connection() as conn, conn.transaction():
-            if not await _claim(conn, request.key, name, request.order_id):
+            if not await claim(conn, request.key, name, request.order_id):
                 return Empty()
             await conn.execute("DELETE FROM demand WHERE order_id = %s", (request.order_id,))
             if backorder is None:
@@ -472,8 +394,8 @@ class InventoryActivities:
                     """
                     INSERT INTO demand (order_id, line_id, sku, quantity_open, tier, placed_at,
                                         fulfillment_type, pickup_location, shipments,
-                                        release_in_full)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                        release_in_full, site)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                     """,
                     [
                         (
@@ -487,19 +409,9 @@ class InventoryActivities:
                             fulfillment.pickup_location,
                             backorder.shipments,
                             backorder.release_in_full,
+                            request.site,
                         )
                         for ln in backorder.lines
                     ],
                 )
-        return Empty()
-
-    @activity.defn(name=contracts.REQUEST_CHECK.name)
-    async def request_allocation_check(self, request: CheckRequest) -> Empty:
-        """Queue a re-check of the order for the allocator. A retry may queue it twice, which
-        only costs the allocator a second look."""
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO allocation_requests (order_id, reason) VALUES (%s, %s)",
-                (request.order_id, request.reason),
-            )
         return Empty()

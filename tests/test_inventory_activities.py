@@ -22,12 +22,13 @@ from temporalio.testing import ActivityEnvironment
 from activities import contracts
 from activities.contracts import (
     AvailabilityRequest,
-    CheckRequest,
     DemandUpdate,
     Empty,
     StockReservation,
 )
+from activities.feed import apply_events
 from activities.inventory import InventoryActivities
+from domain.inventory import FutureReceiptReceived
 from domain.order import Fulfillment, FulfillmentType
 from domain.planner import Allotment, Backorder
 from domain.planner.demand import BackorderLine
@@ -156,7 +157,6 @@ async def test_activities_are_registered_under_their_contract_names(
         contracts.RESERVE_STOCK.name,
         contracts.RELEASE_STOCK.name,
         contracts.UPDATE_DEMAND.name,
-        contracts.REQUEST_CHECK.name,
     }
 
 
@@ -375,8 +375,6 @@ async def test_the_database_refuses_reservations_that_do_not_match_their_receipt
         await sql(pg_dsn, insert, "FK-OTHER", "future", "FK-R1")
     with pytest.raises(psycopg.errors.CheckViolation):
         await sql(pg_dsn, insert, "FK-1", "future", None)
-    with pytest.raises(psycopg.errors.CheckViolation):
-        await sql(pg_dsn, insert, "FK-1", "current", "FK-R1")
     await sql(pg_dsn, insert, "FK-1", "future", "FK-R1")  # the matching row is accepted
 
 
@@ -494,6 +492,28 @@ async def test_future_receipt_reservations(ledger: InventoryActivities, pg_dsn: 
     assert await receipt_reserved(pg_dsn, "FU-R1") == 0
 
 
+async def test_release_of_units_whose_receipt_arrived_frees_stock_on_hand(
+    ledger: InventoryActivities, pg_dsn: str, pg_pool: AsyncConnectionPool
+) -> None:
+    """An order cancelled between the receipt's arrival and its hearing of it releases its
+    future allotment: the units are on hand now, so the stock row gets them back."""
+    await seed_receipt(pg_dsn, "AR-R1", "AR-1", "AR-DC", 5)
+    incoming = future("1", "AR-1", "AR-DC", 3, "AR-R1")
+    await env.run(ledger.reserve_stock, reservation("AR-O1", "reserve", incoming))
+    async with pg_pool.connection() as conn, conn.transaction():
+        received = FutureReceiptReceived(event_id="AR-E1", receipt_id="AR-R1")
+        outcomes, _ = await apply_events(conn, [received], "AR-pass")
+    assert [o.status.value for o in outcomes] == ["applied"]
+    assert await stock_reserved(pg_dsn, "AR-1", "AR-DC") == 3
+
+    await env.run(ledger.release_stock, reservation("AR-O1", "cancel", incoming))
+
+    assert await stock_reserved(pg_dsn, "AR-1", "AR-DC") == 0
+    assert await held(pg_dsn, "AR-O1") == [
+        ("1", "AR-1", "AR-DC", 3, "current", "AR-R1", "released")
+    ]
+
+
 async def test_allotments_that_contradict_the_ledger_are_invalid(
     ledger: InventoryActivities, pg_dsn: str
 ) -> None:
@@ -595,20 +615,6 @@ async def test_update_demand_replaces_and_deletes(ledger: InventoryActivities, p
     assert raised.value.type == contracts.INVALID_REQUEST
 
 
-async def test_request_allocation_check_inserts_a_row(
-    ledger: InventoryActivities, pg_dsn: str
-) -> None:
-    await env.run(
-        ledger.request_allocation_check, CheckRequest(order_id="AC-O1", reason="check_now")
-    )
-    rows = await sql(
-        pg_dsn,
-        "SELECT reason, handled_at, requested_at <= now() FROM allocation_requests"
-        " WHERE order_id = 'AC-O1'",
-    )
-    assert rows == [("check_now", None, True)]
-
-
 @pytest.fixture(scope="module", autouse=True)
 async def _ledger_balances(pg_dsn: str) -> AsyncIterator[None]:
     """After every test of the module: stock.reserved and receipts' reserved are exactly the
@@ -631,7 +637,8 @@ async def _ledger_balances(pg_dsn: str) -> AsyncIterator[None]:
         """SELECT f.receipt_id, f.reserved, coalesce(sum(r.quantity), 0)
              FROM future_receipts f
              LEFT JOIN reservations r ON r.receipt_id = f.receipt_id AND r.state = 'reserved'
-            WHERE f.receipt_id NOT IN ('AV-R1', 'AV-R2', 'FK-R1')
+                                     AND r.source = 'future'
+            WHERE f.receipt_id NOT IN ('AV-R1', 'AV-R2', 'FK-R1') AND f.status = 'open'
             GROUP BY f.receipt_id, f.reserved
            HAVING f.reserved <> coalesce(sum(r.quantity), 0)""",
     )

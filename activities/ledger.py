@@ -1,0 +1,109 @@
+"""Ledger building blocks shared by the order activities and the allocator: row locks taken in
+one fixed order (stock rows by (sku, location), then receipts by receipt_id, then reservations)
+so that concurrent transactions queue instead of deadlocking, and the idempotency claim."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from temporalio.exceptions import ApplicationError
+
+from activities import contracts
+
+StockKey = tuple[str, str]
+"""(sku, location): one row of `stock`."""
+HeldKey = tuple[str, str, str, str, str | None]
+"""(line_id, sku, location, source, receipt_id): the reservations one allotment refers to."""
+
+
+@dataclass(frozen=True)
+class Short:
+    """One stock row or receipt that cannot cover what a reservation wants."""
+
+    sku: str
+    location: str
+    wanted: int
+    free: int
+    receipt_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"sku {self.sku} at {self.location}"
+        if self.receipt_id is not None:
+            where += f" (receipt {self.receipt_id})"
+        return f"{where}: wanted {self.wanted}, free {self.free}"
+
+
+def invalid(message: str) -> ApplicationError:
+    return ApplicationError(message, type=contracts.INVALID_REQUEST, non_retryable=True)
+
+
+async def lock_stock(conn: AsyncConnection[Any], keys: Iterable[StockKey]) -> dict[StockKey, int]:
+    """Lock the existing `stock` rows of `keys` in (sku, location) order; their free units."""
+    skus, locations = columns(keys)
+    if not skus:
+        return {}
+    cur = await conn.execute(
+        """
+        SELECT sku, location, on_hand - reserved
+          FROM stock
+         WHERE (sku, location) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+         ORDER BY sku, location
+           FOR UPDATE
+        """,
+        (skus, locations),
+    )
+    return {(sku, location): int(free) for sku, location, free in await cur.fetchall()}
+
+
+async def lock_receipts(
+    conn: AsyncConnection[Any], receipt_ids: Iterable[str]
+) -> dict[str, tuple[str, str, str, int]]:
+    """Lock the receipts in receipt_id order; their (sku, location, status, free units)."""
+    ids = sorted(set(receipt_ids))
+    if not ids:
+        return {}
+    cur = await conn.execute(
+        """
+        SELECT receipt_id, sku, location, status, quantity - reserved
+          FROM future_receipts
+         WHERE receipt_id = ANY(%s)
+         ORDER BY receipt_id
+           FOR UPDATE
+        """,
+        (ids,),
+    )
+    rows = await cur.fetchall()
+    return {rid: (sku, loc, status, int(free)) for rid, sku, loc, status, free in rows}
+
+
+def columns(keys: Iterable[StockKey]) -> tuple[list[str], list[str]]:
+    pairs = list(keys)
+    return [sku for sku, _ in pairs], [location for _, location in pairs]
+
+
+async def claim(conn: AsyncConnection[Any], key: str, kind: str, order_id: str) -> bool:
+    """Record `key` in this transaction; False if it was already applied (a retry: do nothing).
+
+    A concurrent call with the same key waits here until the first commits or rolls back.
+    """
+    cur = await conn.execute(
+        """
+        INSERT INTO ledger_operations (key, kind, order_id) VALUES (%s, %s, %s)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING key
+        """,
+        (key, kind, order_id),
+    )
+    if await cur.fetchone() is not None:
+        return True
+    cur = await conn.execute("SELECT kind, order_id FROM ledger_operations WHERE key = %s", (key,))
+    done = await cur.fetchone()
+    if done is not None and tuple(done) != (kind, order_id):
+        raise invalid(
+            f"key {key} was already used by {done[0]} for order {done[1]};"
+            f" it cannot also be {kind} for order {order_id}"
+        )
+    return False

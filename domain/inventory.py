@@ -1,0 +1,206 @@
+"""Inventory feed events: what the warehouse, the ERP or an operator tells us about stock.
+
+The public contract of the feed (`backorder schema inventory-event`). Every event carries an
+`event_id` chosen by the sender: feeds deliver at least once, and an id seen before is applied
+once. The allocator applies events in one transaction with the allocation pass they trigger, so
+new stock is never visible to a new order before the orders already waiting for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, NonNegativeInt, model_validator
+
+from domain.order import Contract, Identifier, require_unique
+
+Units = Annotated[int, Field(gt=0, le=10_000_000)]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+MAX_EVENTS_PER_BATCH = 1000
+"""Events per signal or update: keeps each message well under Temporal's payload limit."""
+
+
+class _Event(Contract):
+    event_id: Identifier
+    """The sender's id of this event; the same id again is a redelivery, applied once."""
+    occurred_at: AwareDatetime | None = None
+    """When it happened at the source (kept for the audit trail)."""
+
+
+class StockReceived(_Event):
+    """Units arrived at a location (a delivery, a return to stock, a transfer in)."""
+
+    type: Literal["receipt"] = "receipt"
+    sku: Identifier
+    location: Identifier
+    quantity: Units
+    reason: Reason = "receipt"
+
+
+class StockAdjusted(_Event):
+    """A count correction: positive adds units, negative removes them. A negative adjustment
+    that would leave fewer units on hand than orders hold is rejected, never applied in part."""
+
+    type: Literal["adjustment"] = "adjustment"
+    sku: Identifier
+    location: Identifier
+    delta: Annotated[int, Field(ge=-10_000_000, le=10_000_000)]
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> StockAdjusted:
+        if self.delta == 0:
+            raise ValueError("an adjustment's delta must not be 0")
+        return self
+
+
+class FutureReceiptPlanned(_Event):
+    """A purchase order or inbound transfer: units expected at a location on a date (no date:
+    they exist but cannot be promised yet)."""
+
+    type: Literal["future_receipt"] = "future_receipt"
+    receipt_id: Identifier
+    sku: Identifier
+    location: Identifier
+    quantity: Units
+    expected_date: dt.date | None = None
+
+
+class FutureReceiptUpdated(_Event):
+    """A new expected date and/or quantity for an open future receipt."""
+
+    type: Literal["future_receipt_update"] = "future_receipt_update"
+    receipt_id: Identifier
+    expected_date: dt.date | None = None
+    quantity: Units | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> FutureReceiptUpdated:
+        if self.expected_date is None and self.quantity is None:
+            raise ValueError("a future receipt update needs an expected_date or a quantity")
+        return self
+
+
+class FutureReceiptCancelled(_Event):
+    """The purchase order will not arrive; orders promised its units wait again."""
+
+    type: Literal["future_receipt_cancel"] = "future_receipt_cancel"
+    receipt_id: Identifier
+    reason: Reason = "purchase order cancelled"
+
+
+class FutureReceiptReceived(_Event):
+    """The future receipt arrived: its units become stock on hand, and what orders were
+    promised from it stays theirs (their future shipments turn ready)."""
+
+    type: Literal["future_receipt_received"] = "future_receipt_received"
+    receipt_id: Identifier
+    quantity: Units | None = None
+    """Units actually received; None: the receipt's quantity."""
+
+
+class LocationDefined(_Event):
+    """A store or warehouse (created, or its rank and pickup switch changed)."""
+
+    type: Literal["location"] = "location"
+    location_id: Identifier
+    rank: NonNegativeInt = 0
+    pickup: bool = False
+
+
+class ProductDefined(_Event):
+    """A product's backorder switches (created or changed); stock needs the product first."""
+
+    type: Literal["product"] = "product"
+    sku: Identifier
+    backorderable: bool = True
+    future_inventory: bool = True
+    insert: bool = False
+
+
+InventoryEvent = Annotated[
+    StockReceived
+    | StockAdjusted
+    | FutureReceiptPlanned
+    | FutureReceiptUpdated
+    | FutureReceiptCancelled
+    | FutureReceiptReceived
+    | LocationDefined
+    | ProductDefined,
+    Field(discriminator="type"),
+]
+
+
+class InventoryBatch(Contract):
+    """Events to apply in one allocation pass (the allocator's `inventory` signal and
+    `apply_inventory` update)."""
+
+    events: Annotated[
+        tuple[InventoryEvent, ...], Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+    ]
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> InventoryBatch:
+        require_unique("event ids in a batch", (e.event_id for e in self.events), shown=10)
+        return self
+
+
+class EventStatus(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    """Applied before (same event id): nothing changed this time."""
+    REJECTED = "rejected"
+    """Not applied; `reason` says why. The same id may be sent again once fixed."""
+
+
+class Rejection(StrEnum):
+    UNKNOWN_SKU = "unknown_sku"
+    UNKNOWN_LOCATION = "unknown_location"
+    UNKNOWN_RECEIPT = "unknown_receipt"
+    RECEIPT_CLOSED = "receipt_closed"
+    """The future receipt was already received or cancelled."""
+    RECEIPT_EXISTS = "receipt_exists"
+    """A future receipt with this id exists for another sku or location."""
+    WOULD_TAKE_RESERVED = "would_take_reserved"
+    """The change would leave fewer units than orders hold."""
+    MALFORMED = "malformed"
+    """Not a valid event (bad JSON, a missing or wrong field): the line is named."""
+
+
+class EventOutcome(Contract):
+    event_id: str
+    status: EventStatus
+    rejection: Rejection | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not EventStatus.REJECTED
+
+
+class StockPosition(Contract):
+    """One stock row after a pass, for reports: units on hand and the part orders hold."""
+
+    sku: Identifier
+    location: Identifier
+    on_hand: NonNegativeInt
+    reserved: NonNegativeInt
+
+
+class ReceiptStatus(StrEnum):
+    """What became of a future receipt, as told to the orders promised its units."""
+
+    ARRIVED = "arrived"
+    CANCELLED = "cancelled"
+    SLIPPED = "slipped"
+    """Now expected later than promised (or no longer dated)."""
+
+
+class ReceiptNotice(Contract):
+    """News for one order about a future receipt its units were promised from."""
+
+    order_id: Identifier
+    receipt_id: Identifier
+    status: ReceiptStatus
