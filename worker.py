@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.allocation import AllocationActivities
 from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
 from activities.notices import NoticeActivities
@@ -32,15 +33,21 @@ from db.migrate import MigrationError, migrate
 from payments.sandbox import SandboxGateway
 from runtime.connections import ServiceUnreachable, connect_temporal, open_pool
 from runtime.process_exit import run_and_exit
+from runtime.sweep import ensure_sweep_schedules
+from workflows.allocator import AllocatorWorkflow
 from workflows.backorder import BackorderWorkflow
+from workflows.sweep import AllocatorSweepWorkflow
 
-WORKFLOWS: list[type] = [BackorderWorkflow]
+WORKFLOWS: list[type] = [BackorderWorkflow, AllocatorWorkflow, AllocatorSweepWorkflow]
 
 
-def activities(pool: AsyncConnectionPool, settings: Settings) -> list[Callable[..., Any]]:
+def activities(
+    pool: AsyncConnectionPool, settings: Settings, client: Client
+) -> list[Callable[..., Any]]:
     """Every activity the workflows call, on the worker's one connection pool. Payments go to
     the sandbox gateway (state in PostgreSQL) until a real gateway is configured."""
     return [
+        *AllocationActivities(pool, settings, client).activities(),
         ReadModelActivities(pool, settings.site).record_order,
         PolicyActivities(settings).load_policy,
         *InventoryActivities(pool).activities(),
@@ -55,7 +62,7 @@ def build_worker(client: Client, pool: AsyncConnectionPool, settings: Settings) 
         client,
         task_queue=settings.temporal.task_queue,
         workflows=WORKFLOWS,
-        activities=activities(pool, settings),
+        activities=activities(pool, settings, client),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
@@ -72,6 +79,7 @@ async def serve(
     except psycopg.OperationalError as err:
         raise ServiceUnreachable(f"cannot connect to PostgreSQL: {err}") from None
     client = await connect_temporal(settings)
+    await ensure_sweep_schedules(client, settings)
     pool = await open_pool(dsn, settings)
     try:
         async with build_worker(client, pool, settings):

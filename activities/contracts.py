@@ -17,6 +17,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from domain.inventory import EventOutcome, InventoryEvent, StockPosition
 from domain.order import Contract, Fulfillment, Identifier, Money
 from domain.order_book import BookedShipment
 from domain.planner import Allotment, Backorder, Catalog, Stock
@@ -103,13 +104,20 @@ class DemandUpdate(Contract):
     key: IdempotencyKey
     order_id: Identifier
     backorder: Backorder | None
+    site: Identifier = "default"
+    """The order's site: its allocator serves it."""
 
 
 class CheckRequest(Contract):
-    """Ask the allocator to re-check one order (the periodic safety net, `check_now`)."""
+    """Ask the allocator to re-check one order (the periodic safety net, `check_now`), or to
+    look at skus whose stock the order just gave back."""
 
     order_id: Identifier
     reason: str
+    site: Identifier | None = None
+    """The order's site (its allocator); None: the worker's own site."""
+    skus: tuple[Identifier, ...] = ()
+    """Skus of stock the order freed: the allocator offers it to the next orders in line."""
 
 
 # -- payments (gateway) ------------------------------------------------------------------------
@@ -201,6 +209,77 @@ class ShipmentRequest(Contract):
     shipment: BookedShipment
 
 
+# -- the allocator ------------------------------------------------------------------------------
+
+
+class AllocationCheck(Contract):
+    """Ask for an allocation pass: over some skus, the skus some orders wait for, or (neither
+    given) every sku with open demand: the sweep, the seeds' "Backorder Check"."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)] = "operator request"
+    skus: Annotated[tuple[Identifier, ...], Field(max_length=10_000)] = ()
+    order_ids: Annotated[tuple[Identifier, ...], Field(max_length=10_000)] = ()
+
+    @property
+    def full(self) -> bool:
+        return not self.skus and not self.order_ids
+
+
+class NudgeRequest(Contract):
+    """Wake (or start) a site's allocator with a check: from order workflows and the sweep."""
+
+    site: Identifier | None = None
+    """None: the worker's own site."""
+    check: AllocationCheck
+
+
+class PassRequest(Contract):
+    """One allocation pass: apply the batch's events, then allot stock to waiting orders."""
+
+    site: Identifier
+    pass_id: Identifier
+    reason: str
+    as_of: dt.date
+    """The allocator's today: future receipts expected by as_of + the future date limit count."""
+    events: Annotated[tuple[InventoryEvent, ...], Field(max_length=100_000)] = ()
+    skus: tuple[Identifier, ...] = ()
+    order_ids: tuple[Identifier, ...] = ()
+    full: bool = False
+    """Look at every sku with open demand on the site (the sweep)."""
+
+
+class PassReport(Contract):
+    """What a pass did. A retried pass returns the report recorded the first time."""
+
+    pass_id: Identifier
+    site: Identifier
+    outcomes: tuple[EventOutcome, ...] = ()
+    skus: int = 0
+    """Skus the pass looked at."""
+    orders_waiting: int = 0
+    """Orders with open demand for those skus."""
+    orders_released: int = 0
+    units_released: int = 0
+    receipt_notices: int = 0
+    signals: int = 0
+    """Allotment signals owed to order workflows (delivered next)."""
+    positions: tuple[StockPosition, ...] = ()
+    """Stock of the skus the events touched, after the pass (at most 200 rows)."""
+
+
+class DeliveryRequest(Contract):
+    site: Identifier
+    pass_id: Identifier
+
+
+class DeliveryReport(Contract):
+    delivered: int = 0
+    gone: tuple[Identifier, ...] = ()
+    """Orders whose workflow had ended: their stock was released and their demand dropped."""
+    freed_skus: tuple[Identifier, ...] = ()
+    """Skus of that released stock: the allocator runs another pass for them."""
+
+
 LOAD_POLICY = ActivityContract("load_policy", PolicyRequest, SitePolicy)
 CHECK_AVAILABILITY = ActivityContract("check_availability", AvailabilityRequest, Availability)
 RESERVE_STOCK = ActivityContract("reserve_stock", StockReservation, Empty)
@@ -231,3 +310,10 @@ ALL: tuple[ActivityContract[Any, Any], ...] = (
     PUBLISH_SHIPMENT,
 )
 """Every activity the order workflow may call; a worker must register each name."""
+
+ALLOCATE = ActivityContract("allocate", PassRequest, PassReport)
+DELIVER_ALLOTMENTS = ActivityContract("deliver_allotments", DeliveryRequest, DeliveryReport)
+NUDGE_ALLOCATOR = ActivityContract("nudge_allocator", NudgeRequest, Empty)
+
+ALLOCATOR: tuple[ActivityContract[Any, Any], ...] = (ALLOCATE, DELIVER_ALLOTMENTS, NUDGE_ALLOCATOR)
+"""The activities of the allocator and its sweep."""

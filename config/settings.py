@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,6 +87,20 @@ class DevSettings(_Section):
     temporal_log_level: str = Field(default="warn", pattern=r"^(debug|info|warn|error)$")
 
 
+class AllocatorSettings(_Section):
+    """The allocator of each site: how it batches inventory events and how often it sweeps."""
+
+    batch_window: timedelta = Field(
+        default=timedelta(seconds=2), ge=timedelta(0), le=timedelta(minutes=10)
+    )
+    """Events arriving this close together share one allocation pass (0: a pass per event)."""
+    sweep_interval: timedelta = Field(default=timedelta(hours=1), ge=timedelta(minutes=1))
+    """A Temporal Schedule runs a full check this often: the safety net for a missed event,
+    and the moment future receipts come within the future date limit."""
+    delivery_concurrency: int = Field(default=20, ge=1, le=500)
+    """Allotment signals sent at once after a pass."""
+
+
 SiteName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
@@ -115,6 +130,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = TemporalSettings()
     database: DatabaseSettings = DatabaseSettings()
     dev: DevSettings = DevSettings()
+    allocator: AllocatorSettings = AllocatorSettings()
     policy: BackorderPolicy = BackorderPolicy()
     """The backorder policy of every site, unless `sites.<name>.policy` changes it."""
     sites: dict[SiteName, SiteSettings] = Field(default_factory=dict)

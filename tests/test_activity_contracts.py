@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import ValidationError
@@ -17,10 +17,10 @@ TOUCH_STOCK_OR_MONEY: set[c.ActivityContract[Any, Any]] = {
 
 
 def test_names_are_unique_and_every_contract_is_listed() -> None:
-    names = [contract.name for contract in c.ALL]
-    assert len(names) == len(set(names)) == 13
+    names = [contract.name for contract in (*c.ALL, *c.ALLOCATOR)]
+    assert len(names) == len(set(names)) == 16
     listed = {v for v in vars(c).values() if isinstance(v, c.ActivityContract)}
-    assert listed == set(c.ALL)
+    assert listed == {*c.ALL, *c.ALLOCATOR}
 
 
 def test_every_side_effect_carries_an_idempotency_key() -> None:
@@ -45,12 +45,14 @@ def test_contracts_import_nothing_a_workflow_sandbox_would_refuse() -> None:
 def test_the_worker_registers_every_contract_by_name() -> None:
     from psycopg_pool import AsyncConnectionPool
     from temporalio import activity
+    from temporalio.client import Client
 
     from config import Settings
     from worker import activities
 
     pool = AsyncConnectionPool("postgresql://unused", open=False)
-    names = {
-        activity._Definition.must_from_callable(fn).name for fn in activities(pool, Settings())
-    }
-    assert {contract.name for contract in c.ALL} | {"record_order"} == names
+    client = cast(Client, object())  # stored by the allocator's activities, not used here
+    registered = activities(pool, Settings(), client)
+    names = {activity._Definition.must_from_callable(fn).name for fn in registered}
+    wanted = {contract.name for contract in (*c.ALL, *c.ALLOCATOR)} | {"record_order"}
+    assert wanted == names

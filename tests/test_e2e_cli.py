@@ -237,3 +237,69 @@ def test_output_piped_into_a_reader_that_stops_early_is_not_an_error() -> None:
         check=True,
     )
     assert proc.stdout.strip() == "0" and "Traceback" not in proc.stderr, proc.stderr
+
+
+async def test_backorder_cli_feeds_inventory_and_runs_a_check(
+    dev_env: WorkflowEnvironment,
+    pg_pool: AsyncConnectionPool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    site, sku = f"cli-{tag}", f"SKU-{tag}"
+    env = {
+        "BACKORDER_TEMPORAL__TARGET": dev_env.client.service_client.config.target_host,
+        "BACKORDER_TEMPORAL__TASK_QUEUE": f"tq-{tag}",
+        "BACKORDER_SITE": site,
+        "BACKORDER_ALLOCATOR__BATCH_WINDOW": "PT0.2S",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(
+        "# opening stock\n"
+        f'{{"type": "receipt", "event_id": "{tag}-1", "sku": "{sku}", "location": "WH",'
+        ' "quantity": 5}\n'
+        '{"type": "receipt", "event_id": "broken"\n'
+        f'{{"type": "receipt", "event_id": "{tag}-3", "sku": "NOPE", "location": "WH",'
+        ' "quantity": 1}\n'
+        "\n"
+        f'{{"type": "receipt", "event_id": "{tag}-5", "sku": "{sku}", "location": "WH",'
+        ' "quantity": -2}\n'
+        f'{{"type": "adjustment", "event_id": "{tag}-6", "sku": "{sku}", "location": "WH",'
+        ' "delta": -1, "reason": "count"}\n'
+    )
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = starter.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    async with build_worker(dev_env.client, pg_pool, settings):
+        code, out, err = await asyncio.to_thread(cli, "inventory", "location", "WH", "--rank", "1")
+        assert code == 0, err
+        code, out, err = await asyncio.to_thread(cli, "inventory", "product", sku)
+        assert code == 0, err
+        code, out, err = await asyncio.to_thread(cli, "inventory", "load", str(feed))
+        assert code == 1
+        assert "line 3: malformed JSON" in err and "line 6: quantity: " in err
+        assert "line 4 (event " in err and "unknown sku NOPE" in err
+        assert "applied 2, duplicate 0, rejected 3" in out
+        code, out, err = await asyncio.to_thread(
+            cli, "inventory", "receipt", sku, "WH", "3", "--id", f"{tag}-r"
+        )
+        assert code == 0 and "on hand 7" in out, (out, err)
+        code, out, err = await asyncio.to_thread(
+            cli, "inventory", "receipt", sku, "WH", "3", "--id", f"{tag}-r"
+        )
+        assert code == 0 and "already applied" in out, (out, err)
+        code, out, err = await asyncio.to_thread(
+            cli, "inventory", "adjust", sku, "WH", "-8", "--reason", "shrinkage"
+        )
+        assert code == 1 and "would leave -1 on hand" in err + out, (out, err)
+        code, out, err = await asyncio.to_thread(cli, "check", "--reason", "morning check")
+        assert code == 0 and "pass" in out, (out, err)
+        code, out, err = await asyncio.to_thread(cli, "allocator", "status")
+        assert code == 0 and site in out and "morning check" in out, (out, err)

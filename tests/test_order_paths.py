@@ -649,7 +649,7 @@ async def test_stale_allotments_are_released_and_leave_the_book_alone(
         handle = await start(env, order, queue)
         await clock.until(1)
         before = await handle.query(BackorderWorkflow.status)
-        mark = len(world.effects)
+        mark, checks = len(world.effects), len(world.checks)
         too_many = release(order.order_id, [("L1", "B", 4, 0)], ready(current("L1", "B", 4)))
         unknown = release(order.order_id, [("L9", "Z", 1, 0)], ready(current("L9", "Z", 1)))
         await handle.signal(
@@ -662,7 +662,18 @@ async def test_stale_allotments_are_released_and_leave_the_book_alone(
         after = await handle.query(BackorderWorkflow.status)
         await handle.terminate("test over")
 
-    assert names(since(world, mark)) == ["release_stock", "release_stock"]
+    # the refused units go back, the allocator is told to hand them on, and the order's
+    # demand index entry is written again from its book
+    assert names(since(world, mark)) == [
+        "release_stock",
+        "update_demand",
+        "release_stock",
+        "update_demand",
+    ]
+    assert [(r.skus, r.site) for r in world.checks[checks:]] == [
+        (("B",), "test"),
+        (("Z",), "test"),
+    ]
     assert world.stock_moves() == [
         ("release_stock", (("B", 4, "current"),)),
         ("release_stock", (("Z", 1, "current"),)),

@@ -89,6 +89,9 @@ LOG_LIMIT = 200
 PASSES_KEPT = 500
 DUTIES_PER_WAKEUP = 50
 """A guard: the schedule advances on every duty, so more than this means a bug, not work."""
+NUDGE_WHEN_FREED = "nudge-allocator-when-stock-is-freed"
+"""Patch: releasing stock asks the allocator to hand it on, and a refused allotment re-syncs
+the demand index (histories recorded before this change replay without those calls)."""
 GATEWAY = {
     PaymentStep.AUTHORISE: c.AUTHORISE_PAYMENT,
     PaymentStep.CAPTURE: c.CAPTURE_PAYMENT,
@@ -384,6 +387,8 @@ class BackorderWorkflow:
         except StaleRelease as err:
             self._note("allotment refused", f"{step}: {err}; its stock goes back")
             await self._free(release.allotments, f"{step}/refused")
+            if workflow.patched(NUDGE_WHEN_FREED):
+                await self._update_demand()  # the allocator's index may have drifted
             return
         new = self._book.shipments[len(before.shipments) :]
         self._note(
@@ -578,8 +583,13 @@ class BackorderWorkflow:
                 await self._request_check("periodic self-check")
                 self._schedule = record(self._schedule, duty, now)
 
-    async def _request_check(self, reason: str) -> None:
-        await call(c.REQUEST_CHECK, c.CheckRequest(order_id=self._order.order_id, reason=reason))
+    async def _request_check(self, reason: str, skus: tuple[str, ...] = ()) -> None:
+        await call(
+            c.REQUEST_CHECK,
+            c.CheckRequest(
+                order_id=self._order.order_id, reason=reason, site=self._site, skus=skus
+            ),
+        )
         self._note("check", f"allocator asked to re-check: {reason}")
 
     # -- payments ------------------------------------------------------------------------------
@@ -678,9 +688,14 @@ class BackorderWorkflow:
     # -- effects -------------------------------------------------------------------------------
 
     async def _free(self, allotments: Iterable[Allotment], step: str) -> None:
+        """Release the stock, and offer it to the orders next in line at once (not at the next
+        sweep)."""
         freed = tuple(allotments)
         if freed:
             await self._stock(c.RELEASE_STOCK, freed, step, "release-stock")
+            if workflow.patched(NUDGE_WHEN_FREED):
+                skus = tuple(sorted({a.sku for a in freed}))
+                await self._request_check(f"stock freed ({step})", skus)
 
     async def _stock(
         self,
@@ -711,6 +726,7 @@ class BackorderWorkflow:
                 key=self._key(self._step("demand")),
                 order_id=self._order.order_id,
                 backorder=self._book.open_backorder(self._order, self._tier),
+                site=self._site,
             ),
         )
 

@@ -40,14 +40,21 @@ _PAYMENTS = {
 }
 
 
-async def call(contract: c.ActivityContract[In, Out], arg: In) -> Out:
-    """Run the activity named by `contract` and return its typed result."""
+async def call(
+    contract: c.ActivityContract[In, Out],
+    arg: In,
+    run_for: timedelta | None = None,
+    heartbeat: timedelta | None = None,
+) -> Out:
+    """Run the activity named by `contract` and return its typed result; `run_for` for work
+    longer than a single write (an allocation pass), `heartbeat` for work that reports progress."""
     payment = contract.name in _PAYMENTS
     result: Any = await workflow.execute_activity(
         contract.name,
         arg,
         result_type=contract.output,
-        start_to_close_timeout=timedelta(seconds=60 if payment else 30),
+        start_to_close_timeout=run_for or timedelta(seconds=60 if payment else 30),
+        heartbeat_timeout=heartbeat,
         retry_policy=PAYMENT if payment else UNTIL_IT_WORKS,
     )
     return result  # type: ignore[no-any-return]

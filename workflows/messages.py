@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
+from domain.inventory import ReceiptStatus as ReceiptStatus  # part of this contract
 from domain.order import Contract, Identifier, Money, Order
 from domain.order_book import BookedShipment, BookStatus, CancelledPart, CancelLine, OrderBook
 from domain.payment import PaymentBook
@@ -52,13 +53,6 @@ class CancelResult(Contract):
     """Released from the open authorisation (payment taken at shipment)."""
     refunded: Money = Decimal(0)
     """Refunded from captured money (payment taken at order)."""
-
-
-class ReceiptStatus(StrEnum):
-    ARRIVED = "arrived"
-    CANCELLED = "cancelled"
-    SLIPPED = "slipped"
-    """Now expected past the future-date limit."""
 
 
 class ReceiptChange(Contract):

@@ -1,0 +1,528 @@
+"""The allocator's activities: one allocation pass, the delivery of its allotments, and nudges.
+
+A pass is one PostgreSQL transaction: it applies the batch's inventory events, locks the stock
+of every sku involved (in the ledger's one lock order), reads the open demand for those skus in
+priority order, runs the planner, records the reservations, shrinks the demand index and writes
+one allotment signal per winning order into an outbox. Stock reaches waiting orders in the
+same commit that makes it visible, so a new order can never take units that older orders were
+waiting for. Delivery then signals only those winners; an order whose workflow has ended gets
+its units released again for the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities import contracts as c
+from activities.feed import apply_events
+from activities.ledger import StockKey, columns
+from config import Settings
+from domain.inventory import (
+    FutureReceiptCancelled,
+    FutureReceiptReceived,
+    FutureReceiptUpdated,
+    InventoryEvent,
+    LocationDefined,
+    ReceiptNotice,
+    StockPosition,
+)
+from domain.order import Fulfillment, FulfillmentType, workflow_id_for
+from domain.planner import (
+    Backorder,
+    BackorderLine,
+    Catalog,
+    Location,
+    OrderRelease,
+    Product,
+    Receipt,
+    Stock,
+    StockLevel,
+    StockSource,
+    decide_release,
+)
+from runtime import allocator
+from workflows.allocator_messages import allocator_id
+from workflows.messages import AllotmentSignal, ReceiptChange
+
+POSITIONS_SHOWN = 200
+
+
+def reservation_key(site: str, pass_id: str, order_id: str) -> str:
+    """The reservations a pass made for one order: `allocator-<site>/<pass>/<order>`."""
+    return c.step_key(allocator_id(site), pass_id, order_id)
+
+
+class AllocationActivities:
+    """The allocator's activities; they share the worker's pool and Temporal client."""
+
+    def __init__(self, pool: AsyncConnectionPool, settings: Settings, client: Client) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._client = client
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.allocate, self.deliver_allotments, self.nudge_allocator, self.request_check]
+
+    # -- the pass ------------------------------------------------------------------------------
+
+    @activity.defn(name=c.ALLOCATE.name)
+    async def allocate(self, request: c.PassRequest) -> c.PassReport:
+        """Apply the events and allot stock in one transaction; a retry returns the first
+        attempt's report (the pass id is recorded with its effects)."""
+        policy = self._settings.policy_for(request.site)
+        async with self._pool.connection() as conn, conn.transaction():
+            # One pass of a site at a time, even when a timed-out attempt is still running.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"allocator:{request.site}",),
+            )
+            done = await _recorded(conn, request.pass_id)
+            if done is not None:
+                return done
+            skus = await _skus_in_play(conn, request)
+            backorders = await _waiting(conn, request.site, skus)
+            skus |= {ln.sku for b in backorders for ln in b.lines}
+            await _lock(conn, skus, _receipts_named(request.events))
+            outcomes, effects = await apply_events(conn, request.events, request.pass_id)
+            stock, catalog = await _stock(conn, skus | effects.skus)
+            decided = decide_release(backorders, stock, catalog, policy, request.as_of)
+            releases = list(decided)
+            await _reserve(conn, request.site, request.pass_id, releases)
+            await _shrink_demand(conn, releases)
+            signals = _signals(request.pass_id, releases, effects.notices)
+            report = c.PassReport(
+                pass_id=request.pass_id,
+                site=request.site,
+                outcomes=tuple(outcomes),
+                skus=len(skus | effects.skus),
+                orders_waiting=len(backorders),
+                orders_released=sum(1 for r in releases if r.shipments),
+                units_released=sum(ln.released for r in releases for ln in r.lines),
+                receipt_notices=len(effects.notices),
+                signals=len(signals),
+                positions=await _positions(conn, effects.skus),
+            )
+            await _record(conn, request, report, signals)
+        activity.logger.info(
+            "pass %s: %d events, %d orders waiting, %d released (%d units), %d signals",
+            request.pass_id,
+            len(request.events),
+            report.orders_waiting,
+            report.orders_released,
+            report.units_released,
+            report.signals,
+        )
+        return report
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    @activity.defn(name=c.DELIVER_ALLOTMENTS.name)
+    async def deliver_allotments(self, request: c.DeliveryRequest) -> c.DeliveryReport:
+        """Signal each winner of the pass that has not been signalled yet (a retry resumes);
+        a signal delivered twice is applied once (the order keeps the pass ids it applied)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT order_id, signal FROM allotment_deliveries
+                 WHERE pass_id = %s AND outcome IS NULL
+                 ORDER BY order_id
+                """,
+                (request.pass_id,),
+            )
+            pending = [(str(o), AllotmentSignal.model_validate(s)) for o, s in await cur.fetchall()]
+        limit = asyncio.Semaphore(self._settings.allocator.delivery_concurrency)
+        gone: list[str] = []
+        freed: set[str] = set()
+        delivered = 0
+
+        async def deliver(order_id: str, signal: AllotmentSignal) -> None:
+            nonlocal delivered
+            async with limit:
+                handle = self._client.get_workflow_handle(workflow_id_for(order_id))
+                try:
+                    await handle.signal("allotment", signal)
+                except RPCError as err:
+                    if err.status is not RPCStatusCode.NOT_FOUND:
+                        raise
+                    freed.update(await self._order_gone(request, order_id))
+                    gone.append(order_id)
+                else:
+                    await self._delivered(request.pass_id, order_id)
+                    delivered += 1
+                activity.heartbeat(delivered + len(gone))
+
+        await asyncio.gather(*(deliver(o, s) for o, s in pending))
+        return c.DeliveryReport(
+            delivered=delivered, gone=tuple(sorted(gone)), freed_skus=tuple(sorted(freed))
+        )
+
+    async def _delivered(self, pass_id: str, order_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                """
+                UPDATE allotment_deliveries SET outcome = 'delivered', delivered_at = now()
+                 WHERE pass_id = %s AND order_id = %s AND outcome IS NULL
+                """,
+                (pass_id, order_id),
+            )
+
+    async def _order_gone(self, request: c.DeliveryRequest, order_id: str) -> set[str]:
+        """The order's workflow has ended: free what the pass reserved for it and drop its
+        demand (nobody will update it again). The skus whose stock was freed."""
+        key = reservation_key(request.site, request.pass_id, order_id)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """
+                SELECT DISTINCT sku, location FROM reservations
+                 WHERE key = %s AND state = 'reserved' ORDER BY sku, location
+                """,
+                (key,),
+            )
+            keys = [(str(s), str(loc)) for s, loc in await cur.fetchall()]
+            await _lock(conn, {s for s, _ in keys}, ())
+            cur = await conn.execute(
+                """
+                UPDATE reservations
+                   SET state = 'released', released_key = %s, released_at = now()
+                 WHERE key = %s AND state = 'reserved'
+                RETURNING sku, location, source, receipt_id, quantity
+                """,
+                (f"{key}/gone", key),
+            )
+            stock: dict[StockKey, int] = defaultdict(int)
+            receipts: dict[str, int] = defaultdict(int)
+            for sku, location, source, receipt_id, quantity in await cur.fetchall():
+                if source == StockSource.FUTURE.value:
+                    receipts[receipt_id] += quantity
+                else:  # current, or future stock received meanwhile
+                    stock[sku, location] += quantity
+            await _add_reserved(conn, stock, receipts, sign=-1)
+            await conn.execute("DELETE FROM demand WHERE order_id = %s", (order_id,))
+            await conn.execute(
+                """
+                UPDATE allotment_deliveries SET outcome = 'gone', delivered_at = now()
+                 WHERE pass_id = %s AND order_id = %s
+                """,
+                (request.pass_id, order_id),
+            )
+        activity.logger.warning(
+            "order %s has ended: pass %s's allotment released", order_id, request.pass_id
+        )
+        return {s for s, _ in keys}
+
+    # -- nudges --------------------------------------------------------------------------------
+
+    @activity.defn(name=c.NUDGE_ALLOCATOR.name)
+    async def nudge_allocator(self, request: c.NudgeRequest) -> c.Empty:
+        """Wake the site's allocator (starting it if need be) with a check."""
+        site = request.site or self._settings.site
+        await allocator.nudge(self._client, self._settings, site, request.check)
+        return c.Empty()
+
+    @activity.defn(name=c.REQUEST_CHECK.name)
+    async def request_check(self, request: c.CheckRequest) -> c.Empty:
+        """An order asks its allocator to look at it again, or at the stock it freed. A retry
+        only asks twice, which costs the allocator nothing more than one pass."""
+        check = c.AllocationCheck(
+            reason=f"order {request.order_id}: {request.reason}"[:500],
+            order_ids=(request.order_id,),
+            skus=request.skus,
+        )
+        return await self.nudge_allocator(c.NudgeRequest(site=request.site, check=check))
+
+
+# -- the pass, step by step --------------------------------------------------------------------
+
+
+async def _recorded(conn: AsyncConnection[Any], pass_id: str) -> c.PassReport | None:
+    cur = await conn.execute("SELECT report FROM allocation_passes WHERE pass_id = %s", (pass_id,))
+    row = await cur.fetchone()
+    return None if row is None else c.PassReport.model_validate(row[0])
+
+
+def _receipts_named(events: Iterable[InventoryEvent]) -> set[str]:
+    named = (FutureReceiptUpdated, FutureReceiptCancelled, FutureReceiptReceived)
+    return {e.receipt_id for e in events if isinstance(e, named)}
+
+
+async def _skus_in_play(conn: AsyncConnection[Any], request: c.PassRequest) -> set[str]:
+    """The skus the events touch, the skus asked for, and those the named orders wait for
+    (every sku with open demand on the site for a sweep)."""
+    skus = set(request.skus)
+    for e in request.events:
+        if not isinstance(e, LocationDefined) and hasattr(e, "sku"):
+            skus.add(e.sku)
+    receipts = _receipts_named(request.events)
+    if receipts:
+        cur = await conn.execute(
+            "SELECT DISTINCT sku FROM future_receipts WHERE receipt_id = ANY(%s)",
+            (sorted(receipts),),
+        )
+        skus.update(str(s) for (s,) in await cur.fetchall())
+    if request.full:
+        cur = await conn.execute("SELECT DISTINCT sku FROM demand WHERE site = %s", (request.site,))
+        skus.update(str(s) for (s,) in await cur.fetchall())
+    elif request.order_ids:
+        cur = await conn.execute(
+            "SELECT DISTINCT sku FROM demand WHERE site = %s AND order_id = ANY(%s)",
+            (request.site, list(request.order_ids)),
+        )
+        skus.update(str(s) for (s,) in await cur.fetchall())
+    return skus
+
+
+async def _waiting(conn: AsyncConnection[Any], site: str, skus: set[str]) -> list[Backorder]:
+    """Every open backorder of the site that waits for one of `skus`, with all its lines."""
+    if not skus:
+        return []
+    cur = await conn.execute(
+        """
+        SELECT order_id, line_id, sku, quantity_open, tier, placed_at, fulfillment_type,
+               pickup_location, shipments, release_in_full
+          FROM demand
+         WHERE site = %s
+           AND order_id IN (SELECT order_id FROM demand WHERE site = %s AND sku = ANY(%s))
+         ORDER BY order_id, line_id
+           FOR UPDATE
+        """,
+        (site, site, sorted(skus)),
+    )
+    by_order: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in await cur.fetchall():
+        by_order[row[0]].append(row)
+    backorders = []
+    for order_id, rows in by_order.items():
+        _, _, _, _, tier, placed_at, kind, pickup, shipments, in_full = rows[0]
+        backorders.append(
+            Backorder(
+                order_id=order_id,
+                placed_at=placed_at,
+                tier=tier,
+                fulfillment=Fulfillment(type=FulfillmentType(kind), pickup_location=pickup),
+                lines=tuple(BackorderLine(line_id=r[1], sku=r[2], quantity=r[3]) for r in rows),
+                shipments=shipments,
+                release_in_full=in_full,
+            )
+        )
+    return backorders
+
+
+async def _lock(conn: AsyncConnection[Any], skus: set[str], receipt_ids: Iterable[str]) -> None:
+    """Lock the stock rows of `skus`, then their open receipts and the named ones: the
+    ledger's lock order, taken before any event touches a row."""
+    ordered = sorted(skus)
+    await conn.execute(
+        "SELECT 1 FROM stock WHERE sku = ANY(%s) ORDER BY sku, location FOR UPDATE", (ordered,)
+    )
+    await conn.execute(
+        """
+        SELECT 1 FROM future_receipts
+         WHERE (sku = ANY(%s) AND status = 'open') OR receipt_id = ANY(%s)
+         ORDER BY receipt_id
+           FOR UPDATE
+        """,
+        (ordered, sorted(receipt_ids)),
+    )
+
+
+async def _stock(conn: AsyncConnection[Any], skus: set[str]) -> tuple[Stock, Catalog]:
+    """Free stock, open receipts and products of `skus`, as the planner takes them."""
+    ordered = sorted(skus)
+    cur = await conn.execute("SELECT location_id, rank FROM locations ORDER BY location_id")
+    locations = tuple(Location(location_id=i, rank=r) for i, r in await cur.fetchall())
+    cur = await conn.execute(
+        """
+        SELECT sku, location, on_hand - reserved FROM stock
+         WHERE sku = ANY(%s) AND on_hand > reserved
+        """,
+        (ordered,),
+    )
+    rows = await cur.fetchall()
+    levels = tuple(StockLevel(sku=s, location=loc, quantity=q) for s, loc, q in rows)
+    cur = await conn.execute(
+        """
+        SELECT receipt_id, sku, location, quantity - reserved, expected_date
+          FROM future_receipts
+         WHERE sku = ANY(%s) AND status = 'open' AND quantity > reserved
+        """,
+        (ordered,),
+    )
+    receipts = tuple(
+        Receipt(receipt_id=r, sku=s, location=loc, quantity=q, expected_date=d)
+        for r, s, loc, q, d in await cur.fetchall()
+    )
+    cur = await conn.execute(
+        "SELECT sku, backorderable, future_inventory, is_insert FROM products WHERE sku = ANY(%s)",
+        (ordered,),
+    )
+    products = tuple(
+        Product(sku=s, backorderable=b, future_inventory=f, insert=i)
+        for s, b, f, i in await cur.fetchall()
+    )
+    return (
+        Stock(locations=locations, on_hand=levels, receipts=receipts),
+        Catalog(products=products),
+    )
+
+
+async def _reserve(
+    conn: AsyncConnection[Any], site: str, pass_id: str, releases: Sequence[OrderRelease]
+) -> None:
+    """Record every allotment of the pass as a reservation and count it on its stock row or
+    receipt (whose rows this transaction holds locked)."""
+    stock: dict[StockKey, int] = defaultdict(int)
+    receipts: dict[str, int] = defaultdict(int)
+    rows = []
+    for release in releases:
+        key = reservation_key(site, pass_id, release.order_id)
+        for a in release.allotments:
+            if a.receipt_id is None:
+                stock[a.sku, a.location] += a.quantity
+            else:
+                receipts[a.receipt_id] += a.quantity
+            rows.append(
+                (
+                    key,
+                    release.order_id,
+                    a.line_id,
+                    a.sku,
+                    a.location,
+                    a.quantity,
+                    a.source.value,
+                    a.receipt_id,
+                )
+            )
+    await _add_reserved(conn, stock, receipts, sign=1)
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """
+            INSERT INTO reservations (key, order_id, line_id, sku, location, quantity, source,
+                                      receipt_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            """,
+            rows,
+        )
+
+
+async def _add_reserved(
+    conn: AsyncConnection[Any], stock: dict[StockKey, int], receipts: dict[str, int], sign: int
+) -> None:
+    skus, locations = columns(sorted(stock))
+    if skus:
+        await conn.execute(
+            """
+            UPDATE stock SET reserved = stock.reserved + w.quantity, updated_at = now()
+              FROM unnest(%s::text[], %s::text[], %s::int[]) AS w(sku, location, quantity)
+             WHERE stock.sku = w.sku AND stock.location = w.location
+            """,
+            (skus, locations, [sign * stock[k] for k in sorted(stock)]),
+        )
+    if receipts:
+        ids = sorted(receipts)
+        await conn.execute(
+            """
+            UPDATE future_receipts
+               SET reserved = future_receipts.reserved + w.quantity, updated_at = now()
+              FROM unnest(%s::text[], %s::int[]) AS w(receipt_id, quantity)
+             WHERE future_receipts.receipt_id = w.receipt_id
+            """,
+            (ids, [sign * receipts[r] for r in ids]),
+        )
+
+
+async def _shrink_demand(conn: AsyncConnection[Any], releases: Sequence[OrderRelease]) -> None:
+    """What each winner still waits for: released lines leave the index, the rest shrink, and
+    the new shipments count towards the order's cap. The order's own update, once it has
+    applied the allotment, writes the same."""
+    done, left, shipped = [], [], []
+    for release in releases:
+        for ln in release.lines:
+            if ln.backordered:
+                left.append((ln.backordered, release.order_id, ln.line_id))
+            else:
+                done.append((release.order_id, ln.line_id))
+        if release.shipments:
+            shipped.append((len(release.shipments), release.order_id))
+    async with conn.cursor() as cur:
+        if done:
+            await cur.executemany("DELETE FROM demand WHERE order_id = %s AND line_id = %s", done)
+        if left:
+            await cur.executemany(
+                """
+                UPDATE demand SET quantity_open = %s, updated_at = now()
+                 WHERE order_id = %s AND line_id = %s
+                """,
+                left,
+            )
+        if shipped:
+            await cur.executemany(
+                "UPDATE demand SET shipments = shipments + %s WHERE order_id = %s", shipped
+            )
+
+
+def _signals(
+    pass_id: str, releases: Iterable[OrderRelease], notices: Iterable[ReceiptNotice]
+) -> dict[str, AllotmentSignal]:
+    """One allotment signal per order: its release and its news of receipts."""
+    by_order: dict[str, list[ReceiptChange]] = defaultdict(list)
+    for n in notices:
+        by_order[n.order_id].append(ReceiptChange(receipt_id=n.receipt_id, status=n.status))
+    released = {r.order_id: r for r in releases}
+    return {
+        order_id: AllotmentSignal(
+            pass_id=pass_id,
+            release=released.get(order_id),
+            receipts=tuple(by_order.get(order_id, ())),
+        )
+        for order_id in sorted(released.keys() | by_order.keys())
+    }
+
+
+async def _positions(conn: AsyncConnection[Any], skus: set[str]) -> tuple[StockPosition, ...]:
+    if not skus:
+        return ()
+    cur = await conn.execute(
+        """
+        SELECT sku, location, on_hand, reserved FROM stock
+         WHERE sku = ANY(%s) ORDER BY sku, location LIMIT %s
+        """,
+        (sorted(skus), POSITIONS_SHOWN),
+    )
+    return tuple(
+        StockPosition(sku=s, location=loc, on_hand=h, reserved=r)
+        for s, loc, h, r in await cur.fetchall()
+    )
+
+
+async def _record(
+    conn: AsyncConnection[Any],
+    request: c.PassRequest,
+    report: c.PassReport,
+    signals: dict[str, AllotmentSignal],
+) -> None:
+    await conn.execute(
+        "INSERT INTO allocation_passes (pass_id, site, reason, report) VALUES (%s, %s, %s, %s)",
+        (request.pass_id, request.site, request.reason, Jsonb(report.model_dump(mode="json"))),
+    )
+    if signals:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """
+                INSERT INTO allotment_deliveries (pass_id, order_id, signal)
+                VALUES (%s, %s, %s)
+                """,
+                [
+                    (request.pass_id, o, Jsonb(s.model_dump(mode="json")))
+                    for o, s in signals.items()
+                ],
+            )

@@ -1,0 +1,236 @@
+"""Inventory feed files: one JSON event per line (`backorder inventory load FILE`).
+
+Pure functions, no Temporal. Every line is judged on its own: a bad line is named with its
+number and the reason, the good lines around it are kept and sent. Blank lines and lines
+starting with `#` are skipped. An event id may occur once per file (the allocator applies an id
+once, so a repeat is a mistake in the file, not a second event). Good events go out in chunks,
+one `InventoryBatch` each, in file order; the allocator's outcomes come back by event id and are
+matched to the lines they came from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from pydantic import TypeAdapter, ValidationError
+
+from domain.inventory import (
+    MAX_EVENTS_PER_BATCH,
+    EventOutcome,
+    EventStatus,
+    InventoryBatch,
+    InventoryEvent,
+)
+
+EVENT: TypeAdapter[InventoryEvent] = TypeAdapter(InventoryEvent)
+EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.model_fields["type"].default for cls in get_args(get_args(InventoryEvent)[0])
+)
+"""The `type` of every event, in the order of the union."""
+CHUNK_SIZE = 500
+"""Events per batch sent: half the most a batch may hold."""
+NO_OUTCOME = "the allocator returned no outcome for this event (send the file again)"
+
+
+@dataclass(frozen=True)
+class NumberedEvent:
+    """A good line: the event and where it is in the file (1-based)."""
+
+    line_no: int
+    event: InventoryEvent
+
+
+@dataclass(frozen=True)
+class LineRejection:
+    """A bad line, refused before sending: `line 7: quantity: Input should be greater than 0`."""
+
+    line_no: int
+    reason: str
+    event_id: str | None = None
+    """The line's event_id, when it has a string one."""
+
+    def __str__(self) -> str:
+        return f"line {self.line_no}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    """What the allocator did with the event of one line."""
+
+    line_no: int
+    outcome: EventOutcome
+
+    @property
+    def event_id(self) -> str:
+        return self.outcome.event_id
+
+    def __str__(self) -> str:
+        o = self.outcome
+        detail = o.reason or (o.rejection.value if o.rejection else o.status.value)
+        return f"line {self.line_no} (event {o.event_id}): {detail}"
+
+
+class BadLine(ValueError):
+    """One line is not an event; the message says why."""
+
+
+def parse_line(text: str) -> InventoryEvent:
+    """The event on one line, or BadLine naming what is wrong with it."""
+    return _validate(text, _decode(text))
+
+
+def _decode(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadLine(f"malformed JSON: {err.msg} at column {err.colno}") from None
+    except RecursionError:
+        raise BadLine("malformed JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BadLine(f"not a JSON object but {_json_kind(data)}")
+    return data
+
+
+def _validate(text: str, data: dict[str, Any]) -> InventoryEvent:
+    """Validated from the JSON text itself (as the allocator will read it), not from `data`."""
+    try:
+        return EVENT.validate_json(text)
+    except ValidationError as err:
+        raise BadLine(validation_reason(err, data.get("type"))) from None
+
+
+def validation_reason(err: ValidationError, tag: object = None) -> str:
+    """pydantic's errors as `field: message; ...`, without the union's tag in the location."""
+    parts = []
+    for e in err.errors(include_url=False):
+        loc = list(e["loc"])
+        if loc and isinstance(tag, str) and loc[0] == tag:
+            loc = loc[1:]
+        field = ".".join(str(p) for p in loc)
+        if e["type"] == "union_tag_not_found":
+            field, msg = "type", f"missing (one of {', '.join(EVENT_TYPES)})"
+        elif e["type"] == "union_tag_invalid":
+            field = "type"
+            msg = f"unknown event type {tag!r} (one of {', '.join(EVENT_TYPES)})"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}" if field else msg)
+    return "; ".join(parts)
+
+
+def read_events(
+    lines: Iterable[str],
+) -> tuple[list[NumberedEvent], list[LineRejection]]:
+    """The good lines as events, the bad ones as rejections; both in file order."""
+    events: list[NumberedEvent] = []
+    rejected: list[LineRejection] = []
+    first_seen: dict[str, int] = {}
+    for line_no, raw in enumerate(lines, start=1):
+        text = (raw.removeprefix("\ufeff") if line_no == 1 else raw).rstrip("\r\n")
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue  # (JSON columns in messages count from the line's first character)
+        event_id: str | None = None
+        try:
+            data = _decode(text)
+            if isinstance(data.get("event_id"), str):
+                event_id = data["event_id"]
+            event = _validate(text, data)
+        except BadLine as err:
+            rejected.append(LineRejection(line_no, str(err), event_id))
+        else:
+            seen = first_seen.get(event.event_id)
+            if seen is not None:
+                reason = f"event_id {event.event_id!r} repeats line {seen}; an id is applied once"
+                rejected.append(LineRejection(line_no, reason, event.event_id))
+            else:
+                events.append(NumberedEvent(line_no, event))
+        if event_id is not None:
+            first_seen.setdefault(event_id, line_no)
+    return events, rejected
+
+
+def chunks(
+    events: Sequence[NumberedEvent], size: int = CHUNK_SIZE
+) -> Iterator[list[NumberedEvent]]:
+    """`events` in file order, `size` at a time (the last chunk may be shorter)."""
+    if not 1 <= size <= MAX_EVENTS_PER_BATCH:
+        raise ValueError(f"chunk size must be 1..{MAX_EVENTS_PER_BATCH}, not {size}")
+    for start in range(0, len(events), size):
+        yield list(events[start : start + size])
+
+
+def batch_of(chunk: Sequence[NumberedEvent]) -> InventoryBatch:
+    return InventoryBatch(events=tuple(n.event for n in chunk))
+
+
+def match_outcomes(
+    sent: Sequence[NumberedEvent], outcomes: Iterable[EventOutcome]
+) -> list[LineOutcome]:
+    """The allocator's outcomes by line, in file order. An event the answer does not mention
+    counts as rejected (it may or may not have been applied: sending it again is safe)."""
+    by_id = {o.event_id: o for o in outcomes}
+    matched = []
+    for n in sent:
+        outcome = by_id.get(n.event.event_id) or EventOutcome(
+            event_id=n.event.event_id, status=EventStatus.REJECTED, reason=NO_OUTCOME
+        )
+        matched.append(LineOutcome(n.line_no, outcome))
+    return matched
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    applied: int
+    duplicate: int
+    rejected: int
+    lines: int
+    """Lines holding an event (blank and comment lines not counted)."""
+
+    def __str__(self) -> str:
+        return (
+            f"applied {self.applied}, duplicate {self.duplicate}, rejected {self.rejected} "
+            f"of {self.lines} lines"
+        )
+
+
+def summarise(bad: Sequence[LineRejection], outcomes: Sequence[LineOutcome]) -> LoadSummary:
+    """Counts for the last line of `inventory load`: bad lines count as rejected."""
+    status = [o.outcome.status for o in outcomes]
+    return LoadSummary(
+        applied=status.count(EventStatus.APPLIED),
+        duplicate=status.count(EventStatus.DUPLICATE),
+        rejected=status.count(EventStatus.REJECTED) + len(bad),
+        lines=len(bad) + len(outcomes),
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "a number"
+
+
+__all__ = [
+    "CHUNK_SIZE",
+    "EVENT",
+    "EVENT_TYPES",
+    "BadLine",
+    "LineOutcome",
+    "LineRejection",
+    "LoadSummary",
+    "NumberedEvent",
+    "batch_of",
+    "chunks",
+    "match_outcomes",
+    "parse_line",
+    "read_events",
+    "summarise",
+    "validation_reason",
+]

@@ -1,0 +1,233 @@
+"""The allocator: one entity workflow per site that turns inventory events into allotments.
+
+Events and checks queue as pending work; once the batching window has passed, one allocation
+pass takes all of it. The pass is an activity that applies the events and reserves stock for
+the waiting orders in one PostgreSQL transaction; a second activity then signals each order that
+got stock (only those). Passes run one at a time, from this loop only, so two passes of a site
+never race each other. The history stays short: the allocator continues as new when Temporal
+suggests it, carrying what is pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from domain.inventory import EventOutcome, InventoryBatch, InventoryEvent
+    from workflows.allocator_messages import (
+        AllocatorStart,
+        AllocatorStatus,
+        FeedResult,
+        PassLog,
+        PassOutcome,
+        PendingWork,
+    )
+    from workflows.calls import call
+
+RECENT_PASSES = 20
+"""Passes kept for the status query."""
+RESULTS_KEPT = 50
+"""Finished batches whose results waiting updates may still read."""
+PASS_TIMEOUT = timedelta(minutes=5)
+DELIVERY_TIMEOUT = timedelta(minutes=30)
+DELIVERY_HEARTBEAT = timedelta(seconds=30)
+
+
+@workflow.defn(name="AllocatorWorkflow")
+class AllocatorWorkflow:
+    @workflow.init
+    def __init__(self, start: AllocatorStart) -> None:
+        self._site = start.site
+        self._window = start.batch_window
+        self._passes = start.passes
+        self._recent = list(start.recent)
+        self._events: dict[str, InventoryEvent] = {e.event_id: e for e in start.pending.events}
+        self._skus = set(start.pending.skus)
+        self._orders = set(start.pending.order_ids)
+        self._full = start.pending.full
+        self._reasons = list(start.pending.reasons)
+        self._batch = 0
+        """The batch now filling; it is taken by the next pass."""
+        self._results: dict[int, PassOutcome] = {}
+
+    @workflow.run
+    async def run(self, start: AllocatorStart) -> None:
+        while True:
+            await workflow.wait_condition(self._has_work)
+            if self._window:
+                await workflow.sleep(self._window)  # let events arriving together batch up
+            await self._run_pass()
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or self._has_work()
+                )
+                if not self._has_work():
+                    workflow.continue_as_new(self._carried())
+
+    # -- messages ------------------------------------------------------------------------------
+
+    @workflow.signal
+    def inventory(self, batch: InventoryBatch) -> None:
+        """Events from the feed, applied in the next pass (no answer: use `apply_inventory`)."""
+        self._add_events(batch.events)
+
+    @workflow.signal
+    def check(self, check: c.AllocationCheck | None = None) -> None:
+        """Look at some skus or orders in the next pass; no skus and no orders: every sku."""
+        self._add_check(check or c.AllocationCheck())
+
+    @workflow.update
+    async def apply_inventory(self, batch: InventoryBatch) -> FeedResult:
+        """Apply the events in the next pass and answer each one's outcome."""
+        ticket = self._add_events(batch.events)
+        await workflow.wait_condition(lambda: ticket in self._results)
+        done = self._results[ticket]
+        wanted = {e.event_id for e in batch.events}
+        outcomes = tuple(o for o in done.report.outcomes if o.event_id in wanted)
+        return FeedResult(
+            pass_id=done.report.pass_id,
+            outcomes=outcomes,
+            positions=done.report.positions,
+            orders_released=done.report.orders_released,
+            units_released=done.report.units_released,
+        )
+
+    @workflow.update
+    async def run_check(self, check: c.AllocationCheck) -> PassOutcome:
+        """Run a check (the "Backorder Check" button) and answer what its pass did."""
+        ticket = self._add_check(check)
+        await workflow.wait_condition(lambda: ticket in self._results)
+        return self._results[ticket]
+
+    @workflow.query
+    def status(self) -> AllocatorStatus:
+        pending = self._pending()
+        return AllocatorStatus(
+            site=self._site,
+            passes=self._passes,
+            pending_events=len(pending.events),
+            pending_check=bool(pending.skus or pending.order_ids or pending.full),
+            batch_window=self._window,
+            recent=tuple(self._recent),
+        )
+
+    # -- the pass ------------------------------------------------------------------------------
+
+    async def _run_pass(self) -> None:
+        ticket, work = self._batch, self._pending()
+        self._batch += 1
+        self._events, self._skus, self._orders = {}, set(), set()
+        self._full, self._reasons = False, []
+        self._passes += 1
+        pass_id = f"{self._site}-{self._passes}-{str(workflow.uuid4())[:8]}"
+        reason = "; ".join(dict.fromkeys(work.reasons)) or "inventory events"
+        report = await call(
+            c.ALLOCATE,
+            c.PassRequest(
+                site=self._site,
+                pass_id=pass_id,
+                reason=reason[:500],
+                as_of=workflow.now().date(),
+                events=work.events,
+                skus=work.skus,
+                order_ids=work.order_ids,
+                full=work.full,
+            ),
+            run_for=PASS_TIMEOUT,
+        )
+        delivery = c.DeliveryReport()
+        if report.signals:
+            delivery = await call(
+                c.DELIVER_ALLOTMENTS,
+                c.DeliveryRequest(site=self._site, pass_id=pass_id),
+                run_for=DELIVERY_TIMEOUT,
+                heartbeat=DELIVERY_HEARTBEAT,
+            )
+        if delivery.freed_skus:  # orders that had ended: their stock goes to the next in line
+            self._add_check(
+                c.AllocationCheck(reason="stock of ended orders", skus=delivery.freed_skus)
+            )
+        self._results[ticket] = PassOutcome(report=report, delivery=delivery)
+        self._results.pop(ticket - RESULTS_KEPT, None)
+        self._log(report, delivery, reason, work.events)
+
+    def _log(
+        self,
+        report: c.PassReport,
+        delivery: c.DeliveryReport,
+        reason: str,
+        events: Iterable[InventoryEvent],
+    ) -> None:
+        rejected = [o for o in report.outcomes if not o.ok]
+        entry = PassLog(
+            pass_id=report.pass_id,
+            at=workflow.now(),
+            reason=reason[:200],
+            events=len(tuple(events)),
+            rejected=len(rejected),
+            orders_released=report.orders_released,
+            units_released=report.units_released,
+            receipt_notices=report.receipt_notices,
+            delivered=delivery.delivered,
+            gone=len(delivery.gone),
+        )
+        self._recent = [*self._recent, entry][-RECENT_PASSES:]
+        workflow.logger.info(
+            "pass %s (%s): %d events (%d rejected), %d orders released (%d units), "
+            "%d signals delivered, %d orders gone",
+            entry.pass_id,
+            entry.reason,
+            entry.events,
+            entry.rejected,
+            entry.orders_released,
+            entry.units_released,
+            entry.delivered,
+            entry.gone,
+        )
+        for outcome in rejected:
+            _log_rejection(outcome)
+
+    # -- pending work --------------------------------------------------------------------------
+
+    def _add_events(self, events: Iterable[InventoryEvent]) -> int:
+        for e in events:
+            self._events.setdefault(e.event_id, e)  # the same id twice in a batch: applied once
+        self._reasons.append("inventory events")
+        return self._batch
+
+    def _add_check(self, check: c.AllocationCheck) -> int:
+        if check.full:
+            self._full = True
+        self._skus.update(check.skus)
+        self._orders.update(check.order_ids)
+        self._reasons.append(check.reason)
+        return self._batch
+
+    def _has_work(self) -> bool:
+        return bool(self._events or self._skus or self._orders or self._full)
+
+    def _pending(self) -> PendingWork:
+        return PendingWork(
+            events=tuple(self._events.values()),
+            skus=tuple(sorted(self._skus)),
+            order_ids=tuple(sorted(self._orders)),
+            full=self._full,
+            reasons=tuple(dict.fromkeys(self._reasons)),
+        )
+
+    def _carried(self) -> AllocatorStart:
+        return AllocatorStart(
+            site=self._site,
+            batch_window=self._window,
+            passes=self._passes,
+            pending=self._pending(),
+            recent=tuple(self._recent),
+        )
+
+
+def _log_rejection(outcome: EventOutcome) -> None:
+    workflow.logger.warning("event %s rejected: %s", outcome.event_id, outcome.reason)
