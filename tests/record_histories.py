@@ -13,9 +13,14 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities import contracts as c
+from domain.inventory import EventOutcome, EventStatus, InventoryBatch, StockReceived
 from domain.order_book import CancelLine
 from domain.policy import BackorderPolicy, PaymentTiming, ReleaseMode
 from embedded.process import find_binary
@@ -33,6 +38,8 @@ from tests.order_life import (
     start,
     stock,
 )
+from workflows.allocator import AllocatorWorkflow
+from workflows.allocator_messages import AllocatorStart, allocator_id
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
 from workflows.messages import (
@@ -101,7 +108,80 @@ async def part_cancelled_then_ftc_cancelled(env: WorkflowEnvironment, queue: str
     return order.workflow_id
 
 
+async def refused_allotment_then_partly_released(env: WorkflowEnvironment, queue: str) -> str:
+    """A stale allotment is refused (its stock released, the allocator told, demand re-synced);
+    a good one ships; a cancel frees the future units."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("KTP", 5, "10.00")], paid="50.00")
+    handle = await start(env, order, queue)
+    await env.sleep(dt.timedelta(days=1))
+    too_many = release(order.order_id, [("L1", "KTP", 6, 0)], ready(current("L1", "KTP", 6)))
+    await handle.signal(
+        BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=too_many)
+    )
+    day = (t0 + dt.timedelta(days=10)).date()
+    two = release(
+        order.order_id,
+        [("L1", "KTP", 4, 1)],
+        ready(current("L1", "KTP", 2)),
+        incoming(day, future("L1", "KTP", 2, "PO-1", day)),
+    )
+    await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P2", release=two))
+    await env.sleep(dt.timedelta(days=1))
+    await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="too slow"))
+    await handle.result()
+    return order.workflow_id
+
+
+class AllocatorWorld:
+    """Fake allocator activities: every event applies; the first pass's only winner has ended,
+    so its stock comes back and a second pass runs."""
+
+    def __init__(self) -> None:
+        self.deliveries = 0
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name=c.ALLOCATE.name)
+        async def allocate(request: c.PassRequest) -> c.PassReport:
+            outcomes = tuple(
+                EventOutcome(event_id=e.event_id, status=EventStatus.APPLIED)
+                for e in request.events
+            )
+            return c.PassReport(
+                pass_id=request.pass_id, site=request.site, outcomes=outcomes, signals=1
+            )
+
+        @activity.defn(name=c.DELIVER_ALLOTMENTS.name)
+        async def deliver(request: c.DeliveryRequest) -> c.DeliveryReport:
+            self.deliveries += 1
+            if self.deliveries == 1:
+                return c.DeliveryReport(gone=("O-1",), freed_skus=("KTP",))
+            return c.DeliveryReport(delivered=1)
+
+        return [allocate, deliver]
+
+
+async def allocator_batches_events_and_checks(env: WorkflowEnvironment, queue: str) -> str:
+    start = AllocatorStart(site="replay", batch_window=dt.timedelta(seconds=2))
+    handle = await env.client.start_workflow(
+        AllocatorWorkflow.run, start, id=allocator_id("replay"), task_queue=queue
+    )
+    first = StockReceived(event_id="E1", sku="KTP", location="DC", quantity=5)
+    second = first.model_copy(update={"event_id": "E2"})
+    await handle.signal(AllocatorWorkflow.inventory, InventoryBatch(events=(first,)))
+    await handle.execute_update(AllocatorWorkflow.apply_inventory, InventoryBatch(events=(second,)))
+    await handle.execute_update(AllocatorWorkflow.run_check, c.AllocationCheck(reason="button"))
+    await handle.signal(AllocatorWorkflow.check, c.AllocationCheck(order_ids=("O-2",)))
+    await env.sleep(dt.timedelta(seconds=5))
+    await handle.terminate("recorded")
+    return handle.id
+
+
 SCENARIOS: dict[str, tuple[Scenario, World]] = {
+    "refused_allotment_then_partly_released": (
+        refused_allotment_then_partly_released,
+        World(policy=BY_QUANTITY),
+    ),
     "cancelled_after_three_days": (cancelled_after_three_days, World()),
     "released_in_parts_over_ninety_days": (
         released_in_parts_over_ninety_days,
@@ -119,6 +199,7 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
 
 async def record(version: str) -> list[Path]:
     written = []
+    allocators = {"allocator_batches_events_and_checks": allocator_batches_events_and_checks}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(find_binary("temporal-test-server")),
         data_converter=data_converter,
@@ -128,6 +209,19 @@ async def record(version: str) -> list[Path]:
         for name, (scenario, world) in SCENARIOS.items():
             async with running(env, world, f"replay-{name}"):
                 workflow_id = await scenario(env, f"replay-{name}")
+                history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+            path = HISTORIES / f"{version}-{name}.json"
+            path.write_text(history.to_json())
+            written.append(path)
+        for name, allocator_scenario in allocators.items():
+            queue = f"replay-{name}"
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[AllocatorWorkflow],
+                activities=AllocatorWorld().activities(),
+            ):
+                workflow_id = await allocator_scenario(env, queue)
                 history = await env.client.get_workflow_handle(workflow_id).fetch_history()
             path = HISTORIES / f"{version}-{name}.json"
             path.write_text(history.to_json())
