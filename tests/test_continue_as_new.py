@@ -4,17 +4,32 @@ carrying its whole state, on a real dev server told to suggest it early."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from config import Settings
+from domain.inventory import (
+    EventStatus,
+    InventoryBatch,
+    LocationDefined,
+    ProductDefined,
+    StockReceived,
+)
 from embedded.process import find_binary
+from runtime import allocator
 from tests.fakes import World
 from tests.order_life import current, make_order, ready, release, running, start, stock, task_queue
+from worker import build_worker
 from workflows import search_attributes as sa
+from workflows.allocator_messages import allocator_id
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
 from workflows.messages import AllotmentSignal, BackorderStatus, CheckNow
@@ -93,3 +108,44 @@ async def test_a_busy_order_continues_as_new_and_keeps_its_state(
         ("capture", Decimal("10.00"), "auth-0"),
     ]
     assert len(world.checks) == 30
+
+
+@pytest.mark.e2e
+async def test_a_busy_allocator_continues_as_new_without_losing_an_event(
+    eager_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    """Twenty feeds, one after another, each a pass: the allocator continues as new on the
+    way and every event is applied exactly once."""
+    env = eager_env
+    settings = Settings(
+        site=f"can-{uuid.uuid4().hex[:6]}",
+        temporal={"task_queue": task_queue()},
+        allocator={"batch_window": timedelta(0)},
+    )
+    sku = f"CAN-{uuid.uuid4().hex[:6]}"
+    setup = InventoryBatch(
+        events=(
+            LocationDefined(event_id=f"{sku}-loc", location_id="CAN-DC"),
+            ProductDefined(event_id=f"{sku}-prod", sku=sku),
+        )
+    )
+    async with build_worker(env.client, pg_pool, settings):
+        await allocator.send_inventory(env.client, settings, settings.site, setup)
+        handle = env.client.get_workflow_handle(allocator_id(settings.site))
+        first_run = (await handle.describe()).run_id
+        for i in range(20):
+            receipt = StockReceived(event_id=f"{sku}-{i}", sku=sku, location="CAN-DC", quantity=1)
+            batch = InventoryBatch(events=(receipt,))
+            result = await allocator.send_inventory(env.client, settings, settings.site, batch)
+            assert [o.status for o in result.outcomes] == [EventStatus.APPLIED]
+        again = await allocator.send_inventory(
+            env.client, settings, settings.site, InventoryBatch(events=(receipt,))
+        )
+        status = await allocator.allocator_status(env.client, settings.site)
+        latest = await handle.describe()
+    assert [o.status for o in again.outcomes] == [EventStatus.DUPLICATE]
+    assert latest.run_id != first_run  # it continued as new at least once
+    assert status.passes == 22  # the count carries over
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+        cur = await conn.execute("SELECT on_hand FROM stock WHERE sku = %s", (sku,))
+        assert await cur.fetchall() == [(20,)]
