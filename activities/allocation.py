@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import contracts as c
 from activities.feed import apply_events
-from activities.ledger import StockKey, columns
+from activities.ledger import StockKey, add_reserved, insert_reservations
 from config import Settings
 from domain.inventory import (
     FutureReceiptCancelled,
@@ -206,7 +206,7 @@ class AllocationActivities:
                     receipts[receipt_id] += quantity
                 else:  # current, or future stock received meanwhile
                     stock[sku, location] += quantity
-            await _add_reserved(conn, stock, receipts, sign=-1)
+            await add_reserved(conn, stock, receipts, sign=-1)
             await conn.execute("DELETE FROM demand WHERE order_id = %s", (order_id,))
             await conn.execute(
                 """
@@ -382,7 +382,7 @@ async def _reserve(
     receipt (whose rows this transaction holds locked)."""
     stock: dict[StockKey, int] = defaultdict(int)
     receipts: dict[str, int] = defaultdict(int)
-    rows = []
+    held = []
     for release in releases:
         key = reservation_key(site, pass_id, release.order_id)
         for a in release.allotments:
@@ -390,54 +390,9 @@ async def _reserve(
                 stock[a.sku, a.location] += a.quantity
             else:
                 receipts[a.receipt_id] += a.quantity
-            rows.append(
-                (
-                    key,
-                    release.order_id,
-                    a.line_id,
-                    a.sku,
-                    a.location,
-                    a.quantity,
-                    a.source.value,
-                    a.receipt_id,
-                )
-            )
-    await _add_reserved(conn, stock, receipts, sign=1)
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            """
-            INSERT INTO reservations (key, order_id, line_id, sku, location, quantity, source,
-                                      receipt_id)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-            """,
-            rows,
-        )
-
-
-async def _add_reserved(
-    conn: AsyncConnection[Any], stock: dict[StockKey, int], receipts: dict[str, int], sign: int
-) -> None:
-    skus, locations = columns(sorted(stock))
-    if skus:
-        await conn.execute(
-            """
-            UPDATE stock SET reserved = stock.reserved + w.quantity, updated_at = now()
-              FROM unnest(%s::text[], %s::text[], %s::int[]) AS w(sku, location, quantity)
-             WHERE stock.sku = w.sku AND stock.location = w.location
-            """,
-            (skus, locations, [sign * stock[k] for k in sorted(stock)]),
-        )
-    if receipts:
-        ids = sorted(receipts)
-        await conn.execute(
-            """
-            UPDATE future_receipts
-               SET reserved = future_receipts.reserved + w.quantity, updated_at = now()
-              FROM unnest(%s::text[], %s::int[]) AS w(receipt_id, quantity)
-             WHERE future_receipts.receipt_id = w.receipt_id
-            """,
-            (ids, [sign * receipts[r] for r in ids]),
-        )
+            held.append((key, release.order_id, a))
+    await add_reserved(conn, stock, receipts)
+    await insert_reservations(conn, held)
 
 
 async def _shrink_demand(conn: AsyncConnection[Any], releases: Sequence[OrderRelease]) -> None:

@@ -31,8 +31,9 @@ from activities.ledger import (
     HeldKey,
     Short,
     StockKey,
+    add_reserved,
     claim,
-    columns,
+    insert_reservations,
     invalid,
     lock_receipts,
     lock_stock,
@@ -193,51 +194,13 @@ class InventoryActivities:
                     non_retryable=True,
                 )
 
-            skus, locations = columns(stock_wanted)
-            if skus:
-                await conn.execute(
-                    """
-                    UPDATE stock
-                       SET reserved = stock.reserved + w.quantity, updated_at = now()
-                      FROM unnest(%s::text[], %s::text[], %s::int[]) AS w(sku, location, quantity)
-                     WHERE stock.sku = w.sku AND stock.location = w.location
-                    """,
-                    (skus, locations, list(stock_wanted.values())),
-                )
-            if receipts_wanted:
-                await conn.execute(
-                    """
-                    UPDATE future_receipts
-                       SET reserved = future_receipts.reserved + w.quantity, updated_at = now()
-                      FROM unnest(%s::text[], %s::int[]) AS w(receipt_id, quantity)
-                     WHERE future_receipts.receipt_id = w.receipt_id
-                    """,
-                    (
-                        list(receipts_wanted),
-                        [sum(a.quantity for a in al) for al in receipts_wanted.values()],
-                    ),
-                )
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    """
-                    INSERT INTO reservations (key, order_id, line_id, sku, location, quantity,
-                                              source, receipt_id)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                    """,
-                    [
-                        (
-                            request.key,
-                            request.order_id,
-                            a.line_id,
-                            a.sku,
-                            a.location,
-                            a.quantity,
-                            a.source.value,
-                            a.receipt_id,
-                        )
-                        for a in request.allotments
-                    ],
-                )
+            receipts_reserved = {
+                r: sum(a.quantity for a in al) for r, al in receipts_wanted.items()
+            }
+            await add_reserved(conn, stock_wanted, receipts_reserved)
+            await insert_reservations(
+                conn, ((request.key, request.order_id, a) for a in request.allotments)
+            )
         return Empty()
 
     @activity.defn(name=contracts.RELEASE_STOCK.name)
@@ -288,30 +251,7 @@ class InventoryActivities:
                 elif freed and receipt_id is not None:
                     freed_receipts[receipt_id] += freed - received
                     freed_stock[sku, location] += received
-            freed_stock = {k: q for k, q in freed_stock.items() if q}
-            freed_receipts = defaultdict(int, {r: q for r, q in freed_receipts.items() if q})
-
-            skus, locations = columns(freed_stock)
-            if skus:
-                await conn.execute(
-                    """
-                    UPDATE stock
-                       SET reserved = stock.reserved - w.quantity, updated_at = now()
-                      FROM unnest(%s::text[], %s::text[], %s::int[]) AS w(sku, location, quantity)
-                     WHERE stock.sku = w.sku AND stock.location = w.location
-                    """,
-                    (skus, locations, list(freed_stock.values())),
-                )
-            if freed_receipts:
-                await conn.execute(
-                    """
-                    UPDATE future_receipts
-                       SET reserved = future_receipts.reserved - w.quantity, updated_at = now()
-                      FROM unnest(%s::text[], %s::int[]) AS w(receipt_id, quantity)
-                     WHERE future_receipts.receipt_id = w.receipt_id
-                    """,
-                    (list(freed_receipts), list(freed_receipts.values())),
-                )
+            await add_reserved(conn, freed_stock, freed_receipts, sign=-1)
         return Empty()
 
     @staticmethod

@@ -4,7 +4,7 @@ so that concurrent transactions queue instead of deadlocking, and the idempotenc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts
+from domain.planner import Allotment
 
 StockKey = tuple[str, str]
 """(sku, location): one row of `stock`."""
@@ -107,3 +108,54 @@ async def claim(conn: AsyncConnection[Any], key: str, kind: str, order_id: str) 
             f" it cannot also be {kind} for order {order_id}"
         )
     return False
+
+
+async def add_reserved(
+    conn: AsyncConnection[Any],
+    stock: Mapping[StockKey, int],
+    receipts: Mapping[str, int],
+    sign: int = 1,
+) -> None:
+    """Count units as reserved (sign 1) or free again (sign -1) on their stock rows and
+    receipts, whose locks the caller holds; the CHECKs refuse anything that does not fit."""
+    keys = sorted(k for k, q in stock.items() if q)
+    if keys:
+        skus, locations = columns(keys)
+        await conn.execute(
+            """
+            UPDATE stock SET reserved = stock.reserved + w.quantity, updated_at = now()
+              FROM unnest(%s::text[], %s::text[], %s::int[]) AS w(sku, location, quantity)
+             WHERE stock.sku = w.sku AND stock.location = w.location
+            """,
+            (skus, locations, [sign * stock[k] for k in keys]),
+        )
+    ids = sorted(r for r, q in receipts.items() if q)
+    if ids:
+        await conn.execute(
+            """
+            UPDATE future_receipts
+               SET reserved = future_receipts.reserved + w.quantity, updated_at = now()
+              FROM unnest(%s::text[], %s::int[]) AS w(receipt_id, quantity)
+             WHERE future_receipts.receipt_id = w.receipt_id
+            """,
+            (ids, [sign * receipts[r] for r in ids]),
+        )
+
+
+async def insert_reservations(
+    conn: AsyncConnection[Any], held: Iterable[tuple[str, str, Allotment]]
+) -> None:
+    """One reservation row per (key, order id, allotment)."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """
+            INSERT INTO reservations (key, order_id, line_id, sku, location, quantity, source,
+                                      receipt_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            """,
+            [
+                (key, order_id, a.line_id, a.sku, a.location, a.quantity, a.source.value,
+                 a.receipt_id)
+                for key, order_id, a in held
+            ],
+        )  # fmt: skip
