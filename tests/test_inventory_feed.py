@@ -58,6 +58,22 @@ async def apply(
         return await apply_events(conn, events, pass_id)
 
 
+async def plan(
+    pool: AsyncConnectionPool, po: str, sku: str, loc: str, quantity: int, day: dt.date | None
+) -> None:
+    """A future receipt `po` of `quantity` units expected on `day`, applied on its own."""
+    planned = FutureReceiptPlanned(
+        event_id=uid("e"),
+        receipt_id=po,
+        sku=sku,
+        location=loc,
+        quantity=quantity,
+        expected_date=day,
+    )
+    outcomes, _ = await apply(pool, [planned])
+    assert statuses(outcomes) == [EventStatus.APPLIED]
+
+
 def statuses(outcomes: Sequence[EventOutcome]) -> list[EventStatus]:
     return [o.status for o in outcomes]
 
@@ -522,19 +538,7 @@ async def test_a_slipped_receipt_tells_each_holding_order_once(
 ) -> None:
     sku, loc, po = uid("SKU"), uid("LOC"), uid("PO")
     await define(pg_pool, sku, loc)
-    await apply(
-        pg_pool,
-        [
-            FutureReceiptPlanned(
-                event_id=uid("e"),
-                receipt_id=po,
-                sku=sku,
-                location=loc,
-                quantity=10,
-                expected_date=DEC_1,
-            )
-        ],
-    )
+    await plan(pg_pool, po, sku, loc, 10, DEC_1)
     b, a, gone = "B-" + uid("o"), "A-" + uid("o"), uid("GONE")
     await reserve_on_receipt(pg_dsn, po, b, 2)
     await reserve_on_receipt(pg_dsn, po, a, 1)
@@ -579,19 +583,7 @@ async def test_a_cancelled_receipt_tells_its_orders_and_keeps_their_reservations
 ) -> None:
     sku, loc, po = uid("SKU"), uid("LOC"), uid("PO")
     await define(pg_pool, sku, loc)
-    await apply(
-        pg_pool,
-        [
-            FutureReceiptPlanned(
-                event_id=uid("e"),
-                receipt_id=po,
-                sku=sku,
-                location=loc,
-                quantity=10,
-                expected_date=DEC_1,
-            )
-        ],
-    )
+    await plan(pg_pool, po, sku, loc, 10, DEC_1)
     order = uid("ORD")
     await reserve_on_receipt(pg_dsn, po, order, 3)
 
@@ -687,19 +679,7 @@ async def test_a_receipt_received_short_of_its_promises_is_rejected(
 ) -> None:
     sku, loc, po = uid("SKU"), uid("LOC"), uid("PO")
     await define(pg_pool, sku, loc)
-    await apply(
-        pg_pool,
-        [
-            FutureReceiptPlanned(
-                event_id=uid("e"),
-                receipt_id=po,
-                sku=sku,
-                location=loc,
-                quantity=10,
-                expected_date=DEC_1,
-            )
-        ],
-    )
+    await plan(pg_pool, po, sku, loc, 10, DEC_1)
     order = uid("ORD")
     await reserve_on_receipt(pg_dsn, po, order, 7)
 
