@@ -207,9 +207,12 @@ async def test_the_seeds_fifo_example_oldest_orders_are_released_first(
 
 
 async def test_twenty_concurrent_receipts_for_two_hundred_orders_never_over_allocate(
-    dev_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, pg_dsn: str
+    dev_env: WorkflowEnvironment, pg_dsn: str
 ) -> None:
-    async with shop(dev_env, pg_pool, pg_dsn, release_mode="full") as s:
+    async with (
+        AsyncConnectionPool(pg_dsn, min_size=2, max_size=12) as pool,
+        shop(dev_env, pool, pg_dsn, release_mode="full") as s,
+    ):
         await s.define()
         start = jan(1)
         wanted = [1 + i % 3 for i in range(200)]  # 400 units wanted
