@@ -501,7 +501,10 @@ def print_feed_result(event: InventoryEvent, result: FeedResult) -> None:
         if len(shown) > SHOWN_POSITIONS:
             print(f"  ... {len(shown) - SHOWN_POSITIONS} more stock rows")
     if result.units_released:
-        print(f"released {result.units_released} units to {result.orders_released} orders")
+        print(
+            f"released {counted(result.units_released, 'unit')} to "
+            f"{counted(result.orders_released, 'order')}"
+        )
 
 
 async def apply_batch(
@@ -599,14 +602,20 @@ def allocation_check(args: argparse.Namespace) -> AllocationCheck:
         raise CliError(f"not a valid check:\n{validation_lines(err, '(check)')}") from None
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 order`, `2 orders`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def print_pass(outcome: PassOutcome) -> None:
     r, d = outcome.report, outcome.delivery
     print(
-        f"pass {r.pass_id} on {r.site}: looked at {r.skus} skus, {r.orders_waiting} orders "
-        f"waiting\n  released {r.units_released} units to {r.orders_released} orders, "
-        f"{r.receipt_notices} receipt notices\n  delivered {d.delivered} of {r.signals} "
-        f"allotment signals; {len(d.gone)} orders gone"
-        + (f": {', '.join(d.gone)}" if d.gone else "")
+        f"pass {r.pass_id} on {r.site}: looked at {counted(r.skus, 'sku')}, "
+        f"{counted(r.orders_waiting, 'order')} waiting\n"
+        f"  released {counted(r.units_released, 'unit')} to "
+        f"{counted(r.orders_released, 'order')}, {counted(r.receipt_notices, 'receipt notice')}\n"
+        f"  delivered {d.delivered} of {counted(r.signals, 'allotment signal')}; "
+        f"{counted(len(d.gone), 'order')} gone" + (f": {', '.join(d.gone)}" if d.gone else "")
     )
     rejected = [o for o in r.outcomes if not o.ok]
     if rejected:

@@ -611,8 +611,8 @@ def test_check_prints_the_pass(
     assert asked == [("test", AllocationCheck(skus=("KTP",), order_ids=("A-1",)))]
     assert capsys.readouterr().out == (
         "pass test-3-abcd on test: looked at 2 skus, 5 orders waiting\n"
-        "  released 7 units to 3 orders, 1 receipt notices\n"
-        "  delivered 2 of 3 allotment signals; 1 orders gone: A-9\n"
+        "  released 7 units to 3 orders, 1 receipt notice\n"
+        "  delivered 2 of 3 allotment signals; 1 order gone: A-9\n"
     )
 
 
