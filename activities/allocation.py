@@ -25,28 +25,25 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import contracts as c
 from activities.feed import apply_events
-from activities.ledger import StockKey, add_reserved, insert_reservations
+from activities.ledger import StockKey, add_reserved, insert_reservations, read_stock
 from config import Settings
 from domain.inventory import (
     FutureReceiptCancelled,
+    FutureReceiptPlanned,
     FutureReceiptReceived,
     FutureReceiptUpdated,
     InventoryEvent,
-    LocationDefined,
+    ProductDefined,
     ReceiptNotice,
+    StockAdjusted,
     StockPosition,
+    StockReceived,
 )
 from domain.order import Fulfillment, FulfillmentType, workflow_id_for
 from domain.planner import (
     Backorder,
     BackorderLine,
-    Catalog,
-    Location,
     OrderRelease,
-    Product,
-    Receipt,
-    Stock,
-    StockLevel,
     StockSource,
     decide_release,
 )
@@ -94,7 +91,7 @@ class AllocationActivities:
             skus |= {ln.sku for b in backorders for ln in b.lines}
             await _lock(conn, skus, _receipts_named(request.events))
             outcomes, effects = await apply_events(conn, request.events, request.pass_id)
-            stock, catalog = await _stock(conn, skus | effects.skus)
+            stock, catalog = await read_stock(conn, skus | effects.skus)
             decided = decide_release(backorders, stock, catalog, policy, request.as_of)
             releases = list(decided)
             await _reserve(conn, request.site, request.pass_id, releases)
@@ -260,7 +257,7 @@ async def _skus_in_play(conn: AsyncConnection[Any], request: c.PassRequest) -> s
     (every sku with open demand on the site for a sweep)."""
     skus = set(request.skus)
     for e in request.events:
-        if not isinstance(e, LocationDefined) and hasattr(e, "sku"):
+        if isinstance(e, StockReceived | StockAdjusted | FutureReceiptPlanned | ProductDefined):
             skus.add(e.sku)
     receipts = _receipts_named(request.events)
     if receipts:
@@ -332,46 +329,6 @@ async def _lock(conn: AsyncConnection[Any], skus: set[str], receipt_ids: Iterabl
            FOR UPDATE
         """,
         (ordered, sorted(receipt_ids)),
-    )
-
-
-async def _stock(conn: AsyncConnection[Any], skus: set[str]) -> tuple[Stock, Catalog]:
-    """Free stock, open receipts and products of `skus`, as the planner takes them."""
-    ordered = sorted(skus)
-    cur = await conn.execute("SELECT location_id, rank FROM locations ORDER BY location_id")
-    locations = tuple(Location(location_id=i, rank=r) for i, r in await cur.fetchall())
-    cur = await conn.execute(
-        """
-        SELECT sku, location, on_hand - reserved FROM stock
-         WHERE sku = ANY(%s) AND on_hand > reserved
-        """,
-        (ordered,),
-    )
-    rows = await cur.fetchall()
-    levels = tuple(StockLevel(sku=s, location=loc, quantity=q) for s, loc, q in rows)
-    cur = await conn.execute(
-        """
-        SELECT receipt_id, sku, location, quantity - reserved, expected_date
-          FROM future_receipts
-         WHERE sku = ANY(%s) AND status = 'open' AND quantity > reserved
-        """,
-        (ordered,),
-    )
-    receipts = tuple(
-        Receipt(receipt_id=r, sku=s, location=loc, quantity=q, expected_date=d)
-        for r, s, loc, q, d in await cur.fetchall()
-    )
-    cur = await conn.execute(
-        "SELECT sku, backorderable, future_inventory, is_insert FROM products WHERE sku = ANY(%s)",
-        (ordered,),
-    )
-    products = tuple(
-        Product(sku=s, backorderable=b, future_inventory=f, insert=i)
-        for s, b, f, i in await cur.fetchall()
-    )
-    return (
-        Stock(locations=locations, on_hand=levels, receipts=receipts),
-        Catalog(products=products),
     )
 
 

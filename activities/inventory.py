@@ -37,11 +37,10 @@ from activities.ledger import (
     invalid,
     lock_receipts,
     lock_stock,
+    read_stock,
 )
-from domain.planner import Allotment, Catalog, Stock
-from domain.planner.catalog import Product
+from domain.planner import Allotment
 from domain.planner.plan import StockSource
-from domain.planner.stock import Location, Receipt, StockLevel
 
 
 def _check_sources(allotments: Iterable[Allotment]) -> None:
@@ -91,60 +90,12 @@ class InventoryActivities:
         """Free stock and open receipts of the asked skus, every location, and their products.
 
         Read in one repeatable-read snapshot so the rows agree with each other (no stock at a
-        location the location list does not have yet). Rows with nothing free are left out;
-        skus the catalog does not list are absent and get the catalog's defaults.
+        location the location list does not have yet).
         """
-        skus = sorted(set(request.skus))
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur = await conn.execute(
-                "SELECT location_id, rank FROM locations ORDER BY rank, location_id"
-            )
-            locations = [Location(location_id=i, rank=r) for i, r in await cur.fetchall()]
-            cur = await conn.execute(
-                """
-                SELECT sku, location, on_hand - reserved
-                  FROM stock
-                 WHERE sku = ANY(%s) AND on_hand > reserved
-                 ORDER BY sku, location
-                """,
-                (skus,),
-            )
-            levels = [
-                StockLevel(sku=s, location=loc, quantity=q) for s, loc, q in await cur.fetchall()
-            ]
-            cur = await conn.execute(
-                """
-                SELECT receipt_id, sku, location, quantity - reserved, expected_date
-                  FROM future_receipts
-                 WHERE sku = ANY(%s) AND status = 'open' AND quantity > reserved
-                 ORDER BY sku, expected_date NULLS LAST, receipt_id
-                """,
-                (skus,),
-            )
-            receipts = [
-                Receipt(receipt_id=r, sku=s, location=loc, quantity=q, expected_date=d)
-                for r, s, loc, q, d in await cur.fetchall()
-            ]
-            cur = await conn.execute(
-                """
-                SELECT sku, backorderable, future_inventory, is_insert
-                  FROM products
-                 WHERE sku = ANY(%s)
-                 ORDER BY sku
-                """,
-                (skus,),
-            )
-            products = [
-                Product(sku=s, backorderable=b, future_inventory=f, insert=i)
-                for s, b, f, i in await cur.fetchall()
-            ]
-        return Availability(
-            stock=Stock(
-                locations=tuple(locations), on_hand=tuple(levels), receipts=tuple(receipts)
-            ),
-            catalog=Catalog(products=tuple(products)),
-        )
+            stock, catalog = await read_stock(conn, request.skus)
+        return Availability(stock=stock, catalog=catalog)
 
     @activity.defn(name=contracts.RESERVE_STOCK.name)
     async def reserve_stock(self, request: StockReservation) -> Empty:

@@ -12,7 +12,9 @@ from psycopg import AsyncConnection
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts
-from domain.planner import Allotment
+from domain.planner import Allotment, Catalog, Stock
+from domain.planner.catalog import Product
+from domain.planner.stock import Location, Receipt, StockLevel
 
 StockKey = tuple[str, str]
 """(sku, location): one row of `stock`."""
@@ -159,3 +161,52 @@ async def insert_reservations(
                 for key, order_id, a in held
             ],
         )  # fmt: skip
+
+
+async def read_stock(conn: AsyncConnection[Any], skus: Iterable[str]) -> tuple[Stock, Catalog]:
+    """Free stock (on hand less reserved) and open receipts of `skus` at every location, and
+    their products: what the planner takes. Rows with nothing free are left out; skus the
+    catalog does not list are absent and get the catalog's defaults."""
+    ordered = sorted(set(skus))
+    cur = await conn.execute("SELECT location_id, rank FROM locations ORDER BY rank, location_id")
+    locations = [Location(location_id=i, rank=r) for i, r in await cur.fetchall()]
+    cur = await conn.execute(
+        """
+        SELECT sku, location, on_hand - reserved
+          FROM stock
+         WHERE sku = ANY(%s) AND on_hand > reserved
+         ORDER BY sku, location
+        """,
+        (ordered,),
+    )
+    levels = [StockLevel(sku=s, location=loc, quantity=q) for s, loc, q in await cur.fetchall()]
+    cur = await conn.execute(
+        """
+        SELECT receipt_id, sku, location, quantity - reserved, expected_date
+          FROM future_receipts
+         WHERE sku = ANY(%s) AND status = 'open' AND quantity > reserved
+         ORDER BY sku, expected_date NULLS LAST, receipt_id
+        """,
+        (ordered,),
+    )
+    receipts = [
+        Receipt(receipt_id=r, sku=s, location=loc, quantity=q, expected_date=d)
+        for r, s, loc, q, d in await cur.fetchall()
+    ]
+    cur = await conn.execute(
+        """
+        SELECT sku, backorderable, future_inventory, is_insert
+          FROM products
+         WHERE sku = ANY(%s)
+         ORDER BY sku
+        """,
+        (ordered,),
+    )
+    products = [
+        Product(sku=s, backorderable=b, future_inventory=f, insert=i)
+        for s, b, f, i in await cur.fetchall()
+    ]
+    return (
+        Stock(locations=tuple(locations), on_hand=tuple(levels), receipts=tuple(receipts)),
+        Catalog(products=tuple(products)),
+    )
