@@ -153,21 +153,21 @@ class AllocatorWorkflow:
             )
         self._results[ticket] = PassOutcome(report=report, delivery=delivery)
         self._results.pop(ticket - RESULTS_KEPT, None)
-        self._log(report, delivery, reason, work.events)
+        self._log(report, delivery, reason, len(work.events))
 
     def _log(
         self,
         report: c.PassReport,
         delivery: c.DeliveryReport,
         reason: str,
-        events: Iterable[InventoryEvent],
+        events: int,
     ) -> None:
         rejected = [o for o in report.outcomes if not o.ok]
         entry = PassLog(
             pass_id=report.pass_id,
             at=workflow.now(),
             reason=reason[:200],
-            events=len(tuple(events)),
+            events=events,
             rejected=len(rejected),
             orders_released=report.orders_released,
             units_released=report.units_released,
