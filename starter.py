@@ -15,6 +15,8 @@ backorder inventory product SKU               define a product's backorder switc
 backorder inventory load FILE.jsonl           send a feed file, one JSON event a line (- = stdin)
 backorder check [--sku S]... [--order ID]...  run an allocation pass (none named: every sku)
 backorder allocator status                    the site's allocator: passes, pending work
+backorder notifications [--order ID]          customer notices in the outbox (show, retry)
+backorder payments sandbox [--port P]        serve the sandbox payment gateway on its own
 backorder db migrate                          apply schema migrations to BACKORDER_DATABASE__DSN
 backorder schema NAME                         JSON Schema of a public payload
 
@@ -47,6 +49,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import AllocationCheck
+from cli.errors import CliError
+from cli.notifications import add_notification_commands
+from cli.payments import add_payment_commands
 from config import Settings, SettingsError, load_settings
 from config.settings import SiteName
 from db.migrate import MigrationError, migrate
@@ -114,10 +119,6 @@ UNION_SCHEMAS: dict[str, TypeAdapter[Any]] = {
     "inventory-event": EVENT,
 }
 """Payloads that are a union of models (one `type` field tells which), not one model."""
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one clear message, exit code 1."""
 
 
 def workflow_id_arg(value: str) -> str:
@@ -792,6 +793,7 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--temporal-port", type=int)
     dev.add_argument("--ui-port", type=int)
     dev.add_argument("--postgres-port", type=int)
+    dev.add_argument("--payments-port", type=int, help="the sandbox payment gateway's port")
     dev.set_defaults(run=cmd_dev)
 
     order = sub.add_parser("order", help="start, inspect and cancel order workflows")
@@ -843,6 +845,8 @@ def parser() -> argparse.ArgumentParser:
     temporal.set_defaults(run=with_client(setup_temporal))
 
     add_inventory_commands(sub)
+    add_notification_commands(sub)
+    add_payment_commands(sub)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a public payload")
     schema.add_argument("name", choices=sorted({*SCHEMAS, *UNION_SCHEMAS}))
@@ -854,7 +858,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given as command-line flags; validated like every other source."""
     dev = {
         name: value
-        for name in ("temporal_port", "ui_port", "postgres_port")
+        for name in ("temporal_port", "ui_port", "postgres_port", "payments_port")
         if (value := getattr(args, name, None)) is not None
     }
     overrides: dict[str, Any] = {"dev": dev} if dev else {}

@@ -12,7 +12,9 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,47 +26,82 @@ from temporalio.worker import Worker
 from activities.allocation import AllocationActivities
 from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
+from activities.notice_delivery import NoticeDeliveryActivities
 from activities.notices import NoticeActivities
 from activities.payments import PaymentActivities
 from activities.policy import PolicyActivities
 from activities.read_model import ReadModelActivities
 from config import Settings, SettingsError, load_settings
 from db.migrate import MigrationError, migrate
+from notifications.channels import channel_for
+from notifications.message import Channel
+from payments.choice import gateway_for
+from payments.gateway import PaymentGateway
 from payments.sandbox import SandboxGateway
+from payments.server import sandbox_gateway_server
 from runtime.connections import ServiceUnreachable, connect_temporal, open_pool
+from runtime.notice_delivery import ensure_notice_delivery
 from runtime.process_exit import run_and_exit
 from runtime.sweep import ensure_sweep_schedules
 from workflows.allocator import AllocatorWorkflow
 from workflows.backorder import BackorderWorkflow
+from workflows.notice_delivery import NoticeDeliveryWorkflow
 from workflows.sweep import AllocatorSweepWorkflow
 
-WORKFLOWS: list[type] = [BackorderWorkflow, AllocatorWorkflow, AllocatorSweepWorkflow]
+WORKFLOWS: list[type] = [
+    BackorderWorkflow,
+    AllocatorWorkflow,
+    AllocatorSweepWorkflow,
+    NoticeDeliveryWorkflow,
+]
 
 
 def activities(
-    pool: AsyncConnectionPool, settings: Settings, client: Client
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    client: Client,
+    *,
+    gateway: PaymentGateway | None = None,
+    channel: Channel | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity the workflows call, on the worker's one connection pool. Payments go to
-    the sandbox gateway (state in PostgreSQL) until a real gateway is configured."""
+    """Every activity the workflows call, on the worker's one connection pool.
+
+    `gateway`: where payments go; None is the sandbox called in process (tests that are not
+    about the transport). `channel`: how notices leave the outbox; None keeps them there."""
+    gateway = gateway or SandboxGateway(pool, settings.payments.sandbox_authorisation_days)
+    wake = partial(ensure_notice_delivery, client, settings, wake=True) if channel else None
     return [
         *AllocationActivities(pool, settings, client).activities(),
         ReadModelActivities(pool, settings.site).record_order,
         PolicyActivities(settings).load_policy,
         *InventoryActivities(pool).activities(),
-        *PaymentActivities(SandboxGateway(pool)).activities(),
-        *NoticeActivities(pool).activities(),
+        *PaymentActivities(gateway).activities(),
+        *NoticeActivities(pool, settings.notifications.storefront, wake).activities(),
+        *NoticeDeliveryActivities(pool, settings.notifications, channel).activities(),
         *FulfilmentActivities(pool).activities(),
     ]
 
 
-def build_worker(client: Client, pool: AsyncConnectionPool, settings: Settings) -> Worker:
+def build_worker(
+    client: Client,
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    *,
+    gateway: PaymentGateway | None = None,
+    channel: Channel | None = None,
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=WORKFLOWS,
-        activities=activities(pool, settings, client),
+        activities=activities(pool, settings, client, gateway=gateway, channel=channel),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+def serves_sandbox(settings: Settings) -> bool:
+    """`backorder dev` serves the sandbox gateway itself unless one is configured."""
+    return settings.payments.gateway == "sandbox" and not settings.payments.sandbox_url
 
 
 async def serve(
@@ -72,8 +109,11 @@ async def serve(
     dsn: str,
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
+    *,
+    with_sandbox: bool = False,
 ) -> None:
-    """Migrate, connect and poll until `stop` is set; then drain and close."""
+    """Migrate, connect and poll until `stop` is set; then drain and close. `with_sandbox`:
+    also serve the sandbox payment gateway on `dev.host:dev.payments_port` (`backorder dev`)."""
     try:
         await migrate(dsn)
     except psycopg.OperationalError as err:
@@ -82,10 +122,27 @@ async def serve(
     await ensure_sweep_schedules(client, settings)
     pool = await open_pool(dsn, settings)
     try:
-        async with build_worker(client, pool, settings):
-            if on_ready is not None:
-                on_ready()
-            await stop.wait()
+        async with AsyncExitStack() as stack:
+            if with_sandbox:
+                await stack.enter_async_context(
+                    sandbox_gateway_server(
+                        pool,
+                        settings.dev.host,
+                        settings.dev.payments_port,
+                        settings.payments.sandbox_authorisation_days,
+                    )
+                )
+            gateway = gateway_for(settings)
+            stack.push_async_callback(gateway.aclose)
+            channel = channel_for(settings.notifications)
+            if channel is not None:
+                stack.push_async_callback(channel.aclose)
+                await ensure_notice_delivery(client, settings)
+            worker = build_worker(client, pool, settings, gateway=gateway, channel=channel)
+            async with worker:
+                if on_ready is not None:
+                    on_ready()
+                await stop.wait()
     finally:
         await pool.close()
 
@@ -120,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for env, empty in (
             ("BACKORDER_TEMPORAL__TARGET", settings.embedded_temporal),
             ("BACKORDER_DATABASE__DSN", settings.embedded_database),
+            (
+                "BACKORDER_PAYMENTS__GATEWAY=stripe or BACKORDER_PAYMENTS__SANDBOX_URL",
+                serves_sandbox(settings),
+            ),
         )
         if empty
     ]

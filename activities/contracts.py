@@ -132,7 +132,7 @@ class PaymentRequest(Contract):
     currency: Currency
     reference: str | None = None
     """The authorisation to capture from or void, or the capture (or authorisation, for all its
-    captures) to refund; None for an authorisation."""
+    captures) to refund; for an authorisation, the one it renews (None: a first one)."""
 
 
 class PaymentResult(Contract):
@@ -195,6 +195,29 @@ class ExceptionReport(Contract):
     kind: Annotated[str, Field(min_length=1, max_length=100)]
     severity: Severity
     detail: str
+
+
+class NoticeBatchRequest(Contract):
+    """Deliver what is due in the notice outbox, at most `limit` notices."""
+
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 100
+
+
+class NoticeDeliveryReport(Contract):
+    """What one delivery round did; `next_due` tells the delivery workflow when to look again."""
+
+    channel: str
+    """`outbox` when nothing is sent (the notices stay in PostgreSQL)."""
+    claimed: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    """Failed this time; tried again at their next attempt."""
+    failed: int = 0
+    """Given up on (permanent refusal or too many tries): raised to an operator."""
+    more: bool = False
+    """The round was full: more may be due at once."""
+    next_due: AwareDatetime | None = None
+    """The earliest next attempt of a pending notice (None: nothing pending)."""
 
 
 # -- fulfilment --------------------------------------------------------------------------------
@@ -317,3 +340,8 @@ NUDGE_ALLOCATOR = ActivityContract("nudge_allocator", NudgeRequest, Empty)
 
 ALLOCATOR: tuple[ActivityContract[Any, Any], ...] = (ALLOCATE, DELIVER_ALLOTMENTS, NUDGE_ALLOCATOR)
 """The activities of the allocator and its sweep."""
+
+DELIVER_NOTICES = ActivityContract("deliver_notices", NoticeBatchRequest, NoticeDeliveryReport)
+
+NOTICE_DELIVERY: tuple[ActivityContract[Any, Any], ...] = (DELIVER_NOTICES,)
+"""The notice-delivery workflow's one activity: send what is due in the outbox."""

@@ -1,14 +1,20 @@
 """Customer notices and operator exceptions, written to PostgreSQL by the order workflow.
 
-The workflow never mails anyone itself: it writes the notice to an outbox (`notices`) that the
-notices subsystem renders and delivers, so a retried activity cannot mail twice and a mail
-outage never holds up an order. Exceptions go to the operators' queue (`exceptions`) the same
-way. Both are written once per idempotency key; a retry finds the row and does nothing.
+The workflow never mails anyone itself: it writes the notice, rendered from its template, to an
+outbox (`notices`) that the notice-delivery workflow sends from, so a retried activity cannot
+mail twice and a mail outage never holds up an order. Exceptions go to the operators' queue
+(`exceptions`) the same way. Both are written once per idempotency key; a retry finds the row
+and does nothing.
+
+The order's state change a notice reports is recorded in the workflow's history before the
+activity is scheduled, and Temporal runs the activity until it commits: history and outbox
+cannot disagree. After the commit the activity wakes the delivery workflow; if that wake-up
+is lost (a crash between commit and signal), the workflow's own poll finds the row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -16,31 +22,52 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 
 from activities.contracts import RAISE_EXCEPTION, SEND_NOTICE, Empty, ExceptionReport, Notice
+from notifications.render import Storefront, render
+
+Wake = Callable[[], Awaitable[None]]
 
 
 class NoticeActivities:
-    """`send_notice` and `raise_exception`; they share the worker's connection pool."""
+    """`send_notice` and `raise_exception`; they share the worker's connection pool. `wake`
+    tells the delivery workflow a notice is waiting (None: notices stay in the outbox)."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        storefront: Storefront | None = None,
+        wake: Wake | None = None,
+    ) -> None:
         self._pool = pool
+        self._storefront = storefront or Storefront()
+        self._wake = wake
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.send_notice, self.raise_exception]
 
     @activity.defn(name=SEND_NOTICE.name)
     async def send_notice(self, notice: Notice) -> Empty:
-        """Queue the notice for delivery, once per key (the first payload written wins)."""
+        """Render the notice and queue it for delivery, once per key (the first payload written
+        wins); then wake the delivery workflow."""
         activity.logger.info(
             "%s key=%s order=%s kind=%s", SEND_NOTICE.name, notice.key, notice.order_id, notice.kind
         )
         payload = notice.model_dump(mode="json")
+        text = render(notice, self._storefront)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                """INSERT INTO notices (key, order_id, kind, payload)
-                   VALUES (%s, %s, %s, %s)
+                """INSERT INTO notices (key, order_id, kind, payload, recipient, subject, body)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (key) DO NOTHING
                    RETURNING key""",
-                (notice.key, notice.order_id, notice.kind.value, Jsonb(payload)),
+                (
+                    notice.key,
+                    notice.order_id,
+                    notice.kind.value,
+                    Jsonb(payload),
+                    notice.email,
+                    text.subject,
+                    text.text,
+                ),
             )
             if await cur.fetchone() is None:
                 cur = await conn.execute(
@@ -55,7 +82,21 @@ class NoticeActivities:
                         SEND_NOTICE.name,
                         notice.key,
                     )
+        await self._wake_delivery(notice.key)
         return Empty()
+
+    async def _wake_delivery(self, key: str) -> None:
+        if self._wake is None:
+            return
+        try:
+            await self._wake()
+        except Exception as err:  # the delivery workflow's poll finds the notice anyway
+            activity.logger.warning(
+                "%s key=%s written; waking notice delivery failed (its poll will find it): %s",
+                SEND_NOTICE.name,
+                key,
+                err,
+            )
 
     @activity.defn(name=RAISE_EXCEPTION.name)
     async def raise_exception(self, report: ExceptionReport) -> Empty:

@@ -44,15 +44,16 @@ class PaymentActivities:
 
     @activity.defn(name=AUTHORISE_PAYMENT.name)
     async def authorise_payment(self, request: PaymentRequest) -> PaymentResult:
-        """A new authorisation for the order (at acceptance, or to renew a lapsing one)."""
+        """A new authorisation for the order; `reference`, when given, is the authorisation it
+        renews (a card gateway charges the same saved payment method again)."""
         _log(AUTHORISE_PAYMENT.name, request)
         with _refusals(AUTHORISE_PAYMENT.name, request):
-            if request.reference is not None:
-                raise InvalidPaymentRequest(
-                    f"authorise takes no reference (got {request.reference!r}): it creates one"
-                )
             auth = await self._gateway.authorise(
-                request.key, request.order_id, request.amount, request.currency
+                request.key,
+                request.order_id,
+                request.amount,
+                request.currency,
+                renews=request.reference,
             )
         return PaymentResult(
             reference=auth.reference, amount=auth.amount, expires_at=auth.expires_at

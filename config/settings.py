@@ -12,7 +12,7 @@ import os
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from domain.policy import BackorderPolicy
+from notifications.render import Storefront
 
 DEFAULT_CONFIG_FILE = Path("config/backorder.toml")
 CONFIG_FILE_ENV = "BACKORDER_CONFIG"
@@ -84,6 +85,9 @@ class DevSettings(_Section):
     temporal_port: Port = 7233
     ui_port: Port = 8233
     postgres_port: Port = 54329
+    payments_port: Port = 8470
+    """The sandbox payment gateway served by `backorder dev` (when `payments.sandbox_url` is
+    empty)."""
     temporal_log_level: str = Field(default="warn", pattern=r"^(debug|info|warn|error)$")
 
 
@@ -99,6 +103,76 @@ class AllocatorSettings(_Section):
     and the moment future receipts come within the future date limit."""
     delivery_concurrency: int = Field(default=20, ge=1, le=500)
     """Allotment signals sent at once after a pass."""
+
+
+class PaymentSettings(_Section):
+    """The payment gateway the payment activities talk to (over HTTP, with httpx)."""
+
+    gateway: Literal["sandbox", "stripe"] = "sandbox"
+    """`sandbox`: the project's own gateway (state in PostgreSQL, faults injectable);
+    `stripe`: Stripe PaymentIntents with manual capture."""
+    sandbox_url: str = ""
+    """Base URL of the sandbox gateway; empty: the one `backorder dev` serves on
+    `dev.host:dev.payments_port`."""
+    sandbox_authorisation_days: int = Field(default=7, ge=1, le=365)
+    """How long the sandbox's authorisations hold before they lapse."""
+    stripe_api_key: SecretStr | None = None
+    stripe_base_url: str = "https://api.stripe.com"
+    timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    """One HTTP call's limit; a call that takes longer is retried by Temporal, same key."""
+
+    @model_validator(mode="after")
+    def _stripe_needs_a_key(self) -> PaymentSettings:
+        if self.gateway == "stripe" and not (
+            self.stripe_api_key and self.stripe_api_key.get_secret_value()
+        ):
+            raise ValueError("payments.gateway = stripe needs payments.stripe_api_key")
+        return self
+
+
+class NotificationSettings(_Section):
+    """How customer notices leave the outbox: not at all (`outbox`), by webhook or by SMTP."""
+
+    channel: Literal["outbox", "webhook", "smtp"] = "outbox"
+    """`outbox`: notices are rendered and kept in PostgreSQL only (`backorder notifications`
+    lists them); `webhook`: POSTed, HMAC-signed, to `webhook_url`; `smtp`: mailed."""
+    storefront: Storefront = Storefront()
+    """Shop name, support address and the consent/cancel links the texts carry."""
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    """Shared secret of the `Backorder-Signature` HMAC-SHA256 header."""
+    smtp_host: str = ""
+    smtp_port: Port = 25
+    smtp_sender: str = ""
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    max_attempts: int = Field(default=12, ge=1, le=1000)
+    """Tries of one notice before it is marked failed and raised to an operator."""
+    retry_initial: timedelta = Field(default=timedelta(seconds=30), gt=timedelta(0))
+    retry_max: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    """A failed try is retried after `retry_initial`, doubling up to `retry_max`."""
+    poll_interval: timedelta = Field(default=timedelta(minutes=1), ge=timedelta(seconds=1))
+    """The delivery workflow looks at the outbox at least this often (a notice whose wake-up
+    signal was lost, after a crash between commit and signal, waits at most this long)."""
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    concurrency: int = Field(default=10, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _channel_complete(self) -> NotificationSettings:
+        if self.channel == "webhook" and not (
+            self.webhook_url and self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError("notifications.channel = webhook needs webhook_url and webhook_secret")
+        if self.channel == "smtp" and not (self.smtp_host and self.smtp_sender):
+            raise ValueError("notifications.channel = smtp needs smtp_host and smtp_sender")
+        if self.smtp_starttls and self.smtp_tls:
+            raise ValueError("notifications: smtp_starttls and smtp_tls exclude each other")
+        if self.retry_initial > self.retry_max:
+            raise ValueError("notifications.retry_initial must not exceed retry_max")
+        return self
 
 
 SiteName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -131,6 +205,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     dev: DevSettings = DevSettings()
     allocator: AllocatorSettings = AllocatorSettings()
+    payments: PaymentSettings = PaymentSettings()
+    notifications: NotificationSettings = NotificationSettings()
     policy: BackorderPolicy = BackorderPolicy()
     """The backorder policy of every site, unless `sites.<name>.policy` changes it."""
     sites: dict[SiteName, SiteSettings] = Field(default_factory=dict)
@@ -181,6 +257,18 @@ class Settings(BaseSettings):
         return not self.database.dsn.get_secret_value()
 
     @property
+    def database_dsn(self) -> str:
+        """The configured DSN, or the embedded PostgreSQL's that `backorder dev` runs."""
+        if not self.embedded_database:
+            return self.database.dsn.get_secret_value()
+        return f"postgresql://postgres@{self.dev.host}:{self.dev.postgres_port}/backorder"
+
+    @property
+    def sandbox_url(self) -> str:
+        """The sandbox gateway's base URL: configured, or the one `backorder dev` serves."""
+        return self.payments.sandbox_url or f"http://{self.dev.host}:{self.dev.payments_port}"
+
+    @property
     def temporal_address(self) -> str:
         """The frontend to connect to: the configured cluster, or the embedded dev server."""
         return self.temporal.target or f"{self.dev.host}:{self.dev.temporal_port}"
@@ -216,7 +304,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         _active_toml.reset(token)
 
 
-_SECRET_FIELDS = ("dsn", "api_key")
+_SECRET_FIELDS = ("dsn", "api_key", "secret", "password")
 
 
 def _describe(err: ValidationError, toml: Path | None) -> str:

@@ -1,7 +1,7 @@
 """The payment gateway as the payment activities see it, whatever is behind it.
 
-Behind it today: `payments.sandbox.SandboxGateway` (state in PostgreSQL); later the same
-sandbox over HTTP and a Stripe adapter. Keeping the activities on this Protocol means they never
+Behind it: `payments.sandbox.SandboxGateway` (state in PostgreSQL), the same sandbox served
+over HTTP, and a Stripe adapter. Keeping the activities on this Protocol means they never
 learn which one they talk to, and every implementation must honour the same rules:
 
 - Every operation takes an idempotency key. The same key with the same request returns the
@@ -12,7 +12,8 @@ learn which one they talk to, and every implementation must honour the same rule
   the gateway (the sandbox does not, Stripe does), so a new attempt should use a new key.
 - A request that can never succeed as sent (unknown reference, currency or order that does not
   match the authorisation, amount not positive) is an `InvalidPaymentRequest`.
-- Anything else (network, database) is raised as is: the caller may retry with the same key.
+- A gateway that is unreachable, times out or answers 5xx/429 raises `GatewayUnavailable`;
+  anything else (network, database) is raised as is: the caller may retry with the same key.
 
 `capture`, `void` and `refund` take the order and currency too, beyond the reference: the
 gateway checks them against the authorisation (a capture wired to another order's
@@ -42,6 +43,11 @@ class InvalidPaymentRequest(PaymentError):
     amount, or an idempotency key reused for another request."""
 
 
+class GatewayUnavailable(Exception):
+    """The gateway did not answer, or answered that it could not serve now (timeout, 5xx,
+    429): the same request may be sent again with the same key (Temporal retries it)."""
+
+
 class _Result(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,9 +71,17 @@ class PaymentGateway(Protocol):
     """Authorise, then capture (in parts), void what is left, refund what was captured."""
 
     async def authorise(
-        self, key: str, order_id: str, amount: Decimal, currency: str
+        self,
+        key: str,
+        order_id: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        renews: str | None = None,
     ) -> AuthorisationResult:
-        """Hold `amount` on the customer's payment method until `expires_at`."""
+        """Hold `amount` on the customer's payment method until `expires_at`. `renews` names
+        the authorisation this one replaces (a re-authorisation): a card gateway charges the
+        same saved payment method, off session. The caller voids the old one afterwards."""
         ...
 
     async def capture(

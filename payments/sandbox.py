@@ -43,6 +43,7 @@ _PREFIX: dict[Operation, str] = {
 }
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_AMOUNT = Decimal(10) ** 14  # numeric(18, 4)
+_PLACES = Decimal("0.0001")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class _Authorisation:
         )
 
 
+class IdempotencyKeyReused(InvalidPaymentRequest):
+    """The key was first used for another request (the HTTP API answers it with 409)."""
+
+
 _Effect = Callable[[AsyncConnection[Any], dt.datetime, str], Awaitable[_Outcome]]
 
 
@@ -100,12 +105,20 @@ class SandboxGateway:
     # -- the gateway ---------------------------------------------------------------------------
 
     async def authorise(
-        self, key: str, order_id: str, amount: Decimal, currency: str
+        self,
+        key: str,
+        order_id: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        renews: str | None = None,
     ) -> AuthorisationResult:
         _check_amount(amount)
         _check_currency(currency)
 
         async def effect(conn: AsyncConnection[Any], now: dt.datetime, ref: str) -> _Outcome:
+            if renews is not None:
+                await _check_renews(conn, renews, order_id)
             expires_at = now + self._hold
             await conn.execute(
                 """INSERT INTO payment_authorisations
@@ -115,8 +128,8 @@ class SandboxGateway:
             )
             return _Outcome(amount, expires_at)
 
-        request = _request("authorise", order_id, currency, amount, None)
-        stored = await self._once(key, "authorise", request, None, effect)
+        request = _request("authorise", order_id, currency, amount, renews)
+        stored = await self._once(key, "authorise", request, renews, effect)
         assert stored.expires_at is not None  # every authorisation is stored with it
         return AuthorisationResult(
             reference=stored.reference, amount=stored.amount, expires_at=stored.expires_at
@@ -287,7 +300,9 @@ class SandboxGateway:
                 "UPDATE payment_requests SET amount = %s, expires_at = %s WHERE key = %s",
                 (outcome.amount, outcome.expires_at, key),
             )
-            return _Stored(reference, outcome.amount, outcome.expires_at)
+            # as a replay will read it back (numeric(18, 4)): the same key, the same answer
+            amount = outcome.amount.quantize(_PLACES)
+            return _Stored(reference, amount, outcome.expires_at)
 
 
 async def _stored(conn: AsyncConnection[Any], key: str, request: dict[str, str | None]) -> _Stored:
@@ -301,10 +316,24 @@ async def _stored(conn: AsyncConnection[Any], key: str, request: dict[str, str |
         raise RuntimeError(f"payment request {key} conflicted but is not stored")
     first, reference, amount, expires_at = row
     if first != request:
-        raise InvalidPaymentRequest(
+        raise IdempotencyKeyReused(
             f"idempotency key {key} was used for another request: first {first}, now {request}"
         )
     return _Stored(reference, amount, expires_at)
+
+
+async def _check_renews(conn: AsyncConnection[Any], renews: str, order_id: str) -> None:
+    """A re-authorisation must replace an authorisation of the same order."""
+    cur = await conn.execute(
+        "SELECT order_id FROM payment_authorisations WHERE reference = %s", (renews,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise InvalidPaymentRequest(f"renews unknown authorisation {renews!r}")
+    if row[0] != order_id:
+        raise InvalidPaymentRequest(
+            f"renews authorisation {renews} of order {row[0]}, not of order {order_id}"
+        )
 
 
 async def _locked(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from config import Settings
 from embedded.postgres import EmbeddedPostgres
-from embedded.process import EmbeddedError
+from embedded.process import EmbeddedError, ensure_port_free
 from embedded.temporal import TemporalDevServer
 
 
@@ -29,6 +29,8 @@ class DevEndpoints:
     ui_url: str | None
     postgres_dsn: str
     data_dir: Path
+    payments: str
+    notices: str
 
 
 @contextmanager
@@ -61,7 +63,7 @@ async def run_dev(
     on_ready: Callable[[DevEndpoints], None],
 ) -> None:
     """Bring the stack up, call `on_ready`, run the worker until `stop` is set, tear down."""
-    from worker import serve  # the worker module imports everything; keep it lazy
+    from worker import serve, serves_sandbox  # the worker module imports everything: lazy
 
     data_dir = settings.data_dir.resolve()
     dev = settings.dev
@@ -85,6 +87,13 @@ async def run_dev(
             servers = [s for s in (temporal, postgres) if s is not None]
             for server in servers:  # every port first, so a conflict leaves nothing running
                 server.check_ports()
+            if serves_sandbox(settings):
+                ensure_port_free(
+                    dev.host,
+                    dev.payments_port,
+                    "sandbox payment gateway",
+                    "BACKORDER_DEV__PAYMENTS_PORT",
+                )
             for server in servers:
                 stack.callback(server.stop)
                 await server.start()
@@ -94,8 +103,32 @@ async def run_dev(
                 ui_url=temporal.ui_url if temporal else None,
                 postgres_dsn=dsn if postgres else "(external, from BACKORDER_DATABASE__DSN)",
                 data_dir=data_dir,
+                payments=_payments(settings, serves_sandbox(settings)),
+                notices=_notices(settings),
             )
-            await serve(settings, dsn, stop, on_ready=lambda: on_ready(endpoints))
+            await serve(
+                settings,
+                dsn,
+                stop,
+                on_ready=lambda: on_ready(endpoints),
+                with_sandbox=serves_sandbox(settings),
+            )
+
+
+def _payments(settings: Settings, sandbox_here: bool) -> str:
+    if settings.payments.gateway == "stripe":
+        return f"Stripe at {settings.payments.stripe_base_url}"
+    where = "served here" if sandbox_here else "external"
+    return f"sandbox gateway {settings.sandbox_url} ({where}; faults: POST /_sandbox/faults)"
+
+
+def _notices(settings: Settings) -> str:
+    n = settings.notifications
+    if n.channel == "webhook":
+        return f"webhook {n.webhook_url} (outbox: `backorder notifications`)"
+    if n.channel == "smtp":
+        return f"SMTP {n.smtp_host}:{n.smtp_port} (outbox: `backorder notifications`)"
+    return "kept in the outbox, not sent: `backorder notifications` lists them"
 
 
 def banner(endpoints: DevEndpoints, settings: Settings, started: float) -> str:
@@ -109,6 +142,8 @@ def banner(endpoints: DevEndpoints, settings: Settings, started: float) -> str:
         lines.append(f"  Web UI       {endpoints.ui_url}")
     lines += [
         f"  PostgreSQL   {endpoints.postgres_dsn}",
+        f"  Payments     {endpoints.payments}",
+        f"  Notices      {endpoints.notices}",
         f"  Data dir     {endpoints.data_dir}  (logs: temporal.log, postgres.log)",
         "Press Ctrl-C to stop.",
     ]

@@ -49,6 +49,7 @@ from workflows.messages import (
     ReceiptChange,
     ReceiptStatus,
 )
+from workflows.notice_delivery import NoticeDeliveryState, NoticeDeliveryWorkflow, delivery_id
 
 HISTORIES = Path(__file__).parent / "histories"
 BY_QUANTITY = BackorderPolicy(release_mode=ReleaseMode.QUANTITY, future_inventory=True)
@@ -177,6 +178,43 @@ async def allocator_batches_events_and_checks(env: WorkflowEnvironment, queue: s
     return handle.id
 
 
+class NoticeWorld:
+    """A fake outbox: the first round sends one notice and fails another (due again in 30 s),
+    the second sends that one, then nothing is due."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name=c.DELIVER_NOTICES.name)
+        async def deliver(request: c.NoticeBatchRequest) -> c.NoticeDeliveryReport:
+            self.rounds += 1
+            if self.rounds == 1:
+                return c.NoticeDeliveryReport(channel="webhook")
+            if self.rounds == 2:
+                due = activity.info().current_attempt_scheduled_time + dt.timedelta(seconds=30)
+                return c.NoticeDeliveryReport(
+                    channel="webhook", claimed=2, delivered=1, retrying=1, next_due=due
+                )
+            if self.rounds == 3:
+                return c.NoticeDeliveryReport(channel="webhook", claimed=1, delivered=1)
+            return c.NoticeDeliveryReport(channel="webhook")
+
+        return [deliver]
+
+
+async def notices_delivered_woken_retried_and_polled(env: WorkflowEnvironment, queue: str) -> str:
+    state = NoticeDeliveryState(poll_interval=dt.timedelta(minutes=1))
+    handle = await env.client.start_workflow(
+        NoticeDeliveryWorkflow.run, state, id=delivery_id(queue), task_queue=queue
+    )
+    await env.sleep(dt.timedelta(seconds=5))
+    await handle.signal(NoticeDeliveryWorkflow.wake)  # two notices written
+    await env.sleep(dt.timedelta(minutes=3))  # the retry's timer, then two polls
+    await handle.terminate("recorded")
+    return handle.id
+
+
 SCENARIOS: dict[str, tuple[Scenario, World]] = {
     "refused_allotment_then_partly_released": (
         refused_allotment_then_partly_released,
@@ -199,7 +237,18 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
 
 async def record(version: str) -> list[Path]:
     written = []
-    allocators = {"allocator_batches_events_and_checks": allocator_batches_events_and_checks}
+    entities: dict[str, tuple[Scenario, type, Callable[[], list[Callable[..., Any]]]]] = {
+        "allocator_batches_events_and_checks": (
+            allocator_batches_events_and_checks,
+            AllocatorWorkflow,
+            lambda: AllocatorWorld().activities(),
+        ),
+        "notices_delivered_woken_retried_and_polled": (
+            notices_delivered_woken_retried_and_polled,
+            NoticeDeliveryWorkflow,
+            lambda: NoticeWorld().activities(),
+        ),
+    }
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(find_binary("temporal-test-server")),
         data_converter=data_converter,
@@ -213,15 +262,12 @@ async def record(version: str) -> list[Path]:
             path = HISTORIES / f"{version}-{name}.json"
             path.write_text(history.to_json())
             written.append(path)
-        for name, allocator_scenario in allocators.items():
+        for name, (entity_scenario, workflow_class, fakes) in entities.items():
             queue = f"replay-{name}"
             async with Worker(
-                env.client,
-                task_queue=queue,
-                workflows=[AllocatorWorkflow],
-                activities=AllocatorWorld().activities(),
+                env.client, task_queue=queue, workflows=[workflow_class], activities=fakes()
             ):
-                workflow_id = await allocator_scenario(env, queue)
+                workflow_id = await entity_scenario(env, queue)
                 history = await env.client.get_workflow_handle(workflow_id).fetch_history()
             path = HISTORIES / f"{version}-{name}.json"
             path.write_text(history.to_json())

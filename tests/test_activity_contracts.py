@@ -17,10 +17,10 @@ TOUCH_STOCK_OR_MONEY: set[c.ActivityContract[Any, Any]] = {
 
 
 def test_names_are_unique_and_every_contract_is_listed() -> None:
-    names = [contract.name for contract in (*c.ALL, *c.ALLOCATOR)]
-    assert len(names) == len(set(names)) == 16
+    names = [contract.name for contract in (*c.ALL, *c.ALLOCATOR, *c.NOTICE_DELIVERY)]
+    assert len(names) == len(set(names)) == 17
     listed = {v for v in vars(c).values() if isinstance(v, c.ActivityContract)}
-    assert listed == {*c.ALL, *c.ALLOCATOR}
+    assert listed == {*c.ALL, *c.ALLOCATOR, *c.NOTICE_DELIVERY}
 
 
 def test_every_side_effect_carries_an_idempotency_key() -> None:
@@ -54,5 +54,6 @@ def test_the_worker_registers_every_contract_by_name() -> None:
     client = cast(Client, object())  # stored by the allocator's activities, not used here
     registered = activities(pool, Settings(), client)
     names = {activity._Definition.must_from_callable(fn).name for fn in registered}
-    wanted = {contract.name for contract in (*c.ALL, *c.ALLOCATOR)} | {"record_order"}
+    every = (*c.ALL, *c.ALLOCATOR, *c.NOTICE_DELIVERY)
+    wanted = {contract.name for contract in every} | {"record_order"}
     assert wanted == names

@@ -23,7 +23,7 @@ def resolved(env: dict[str, str]) -> dict[str, str]:
 def test_the_stack_has_the_documented_services() -> None:
     assert set(COMPOSE["services"]) == {
         "temporal-postgresql", "temporal-schema", "temporal", "temporal-ui",
-        "app-postgresql", "backorder-setup", "backorder-worker",
+        "app-postgresql", "backorder-setup", "payments-sandbox", "backorder-worker",
     }  # fmt: skip
 
 
@@ -38,6 +38,16 @@ def test_worker_environment_is_valid_production_settings(
     assert not settings.embedded_temporal and not settings.embedded_database
     assert settings.temporal_address == "temporal:7233"
     assert settings.database.dsn.get_secret_value().startswith("postgresql://backorder:")
+    assert settings.sandbox_url == "http://payments-sandbox:8470"  # the worker may start
+
+
+def test_the_sandbox_service_runs_a_command_the_cli_has() -> None:
+    import starter
+
+    entry = COMPOSE["services"]["payments-sandbox"]["entrypoint"]
+    assert entry[0] == "backorder"
+    args = starter.parser().parse_args(entry[1:])
+    assert callable(args.run) and (args.host, args.port) == ("0.0.0.0", 8470)
 
 
 def test_setup_runs_commands_the_cli_has() -> None:

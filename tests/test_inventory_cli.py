@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import starter
 from activities.contracts import AllocationCheck, DeliveryReport, PassReport
+from cli.errors import CliError
 from config import Settings
 from domain.inventory import (
     EventOutcome,
@@ -334,13 +335,13 @@ def test_an_event_id_is_fresh_unless_given() -> None:
     ],
 )  # fmt: skip
 def test_a_bad_event_is_a_cli_error_naming_the_field(argv: str, message: str) -> None:
-    with pytest.raises(starter.CliError) as err:
+    with pytest.raises(CliError) as err:
         starter.event_from_args(parse("inventory", *argv.split()))
     assert str(err.value).endswith(message)
 
 
 def test_a_bad_event_id_is_a_cli_error() -> None:
-    with pytest.raises(starter.CliError, match="event_id: String should match pattern"):
+    with pytest.raises(CliError, match="event_id: String should match pattern"):
         starter.event_from_args(parse("inventory", "location", "DC", "--id", " x "))
 
 

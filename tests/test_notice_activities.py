@@ -66,14 +66,52 @@ async def test_a_retried_notice_is_written_once_with_its_payload(
 
     rows = await fetch(
         pg_dsn,
-        "SELECT key, kind, payload, delivered_at FROM notices WHERE order_id = %s",
+        "SELECT key, kind, payload, delivered_at, recipient, subject, body, status, attempts"
+        " FROM notices WHERE order_id = %s",
         order_id,
     )
     assert len(rows) == 1
-    key, kind, payload, delivered_at = rows[0]
+    key, kind, payload, delivered_at, recipient, subject, body, status, attempts = rows[0]
     assert (key, kind, delivered_at) == (notice.key, "on_backorder", None)
     assert Notice.model_validate(payload) == notice
     assert payload["items"] == [{"sku": "KTP", "quantity": 2}]
+    # rendered when written: the outbox holds what the customer gets
+    assert (recipient, status, attempts) == ("ann@example.com", "pending", 0)
+    assert "1001" in subject
+    assert "KTP" in body and "2" in body
+
+
+async def test_a_written_notice_wakes_delivery_and_a_lost_wake_up_loses_nothing(
+    pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    order_id = new_order_id()
+    woken: list[str] = []
+
+    async def wake() -> None:
+        woken.append(order_id)
+
+    async def unreachable() -> None:
+        raise ConnectionError("Temporal is down")
+
+    def notice(step: str) -> Notice:
+        return Notice(
+            key=f"backorder-{order_id}/{step}",
+            kind=NoticeKind.STILL_WAITING,
+            order_id=order_id,
+            order_number="1002",
+            email="ann@example.com",
+            items=(NoticeItem(sku="KTP", quantity=1),),
+        )
+
+    env = ActivityEnvironment()
+    await env.run(NoticeActivities(pg_pool, wake=wake).send_notice, notice("a"))
+    await env.run(NoticeActivities(pg_pool, wake=unreachable).send_notice, notice("b"))
+
+    assert woken == [order_id]
+    rows = await fetch(
+        pg_dsn, "SELECT key, status FROM notices WHERE order_id = %s ORDER BY key", order_id
+    )
+    assert rows == [(f"backorder-{order_id}/a", "pending"), (f"backorder-{order_id}/b", "pending")]
 
 
 async def test_an_exception_is_queued_once_and_open(

@@ -490,7 +490,7 @@ async def test_auto_cancel_on_its_day_voids_the_current_authorisation_and_stops(
     reauth = next(e for e in effects if e.name == "authorise_payment")
     fresh = reauth.result.reference
     assert pays == [
-        ("authorise", Decimal("15.00"), None, 6.0),
+        ("authorise", Decimal("15.00"), "auth-0", 6.0),  # renews auth-0
         ("void", Decimal("15.00"), "auth-0", 6.0),
         ("void", Decimal("15.00"), fresh, 10.0),
     ]
@@ -891,7 +891,7 @@ async def test_full_release_authorises_exactly_the_released_value_then_voids_the
     fresh = next(e for e in world.effects.values() if e.name == "authorise_payment")
     assert world.payments() == [
         ("capture", Decimal("20.00"), "auth-0"),
-        ("authorise", Decimal("15.00"), None),  # first: a decline leaves the old hold to pay
+        ("authorise", Decimal("15.00"), "auth-0"),  # first: a decline leaves the old hold
         ("void", Decimal("15.00"), "auth-0"),
         ("capture", Decimal("15.00"), fresh.result.reference),
     ]

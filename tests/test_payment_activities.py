@@ -29,6 +29,7 @@ from activities.contracts import (
 from activities.payments import PaymentActivities
 from payments.gateway import AuthorisationResult, OperationResult
 from payments.sandbox import SandboxGateway
+from tests.payment_servers import totals
 
 T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
 
@@ -91,20 +92,6 @@ def payments(pg_pool: AsyncConnectionPool, clock: Clock) -> PaymentActivities:
 @pytest.fixture
 def order(payments: PaymentActivities) -> Order:
     return Order(payments)
-
-
-async def totals(dsn: str, auth: str) -> tuple[str, str, str, str]:
-    """(authorised, captured, voided, refunded) of an authorisation, as stored."""
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        cur = await conn.execute(
-            "SELECT amount, captured, voided, refunded FROM payment_authorisations"
-            " WHERE reference = %s",
-            (auth,),
-        )
-        row = await cur.fetchone()
-    assert row is not None, f"no authorisation {auth}"
-    amount, captured, voided, refunded = (f"{v:.2f}" for v in row)
-    return amount, captured, voided, refunded
 
 
 async def requests_of(dsn: str, order_id: str) -> list[tuple[str, str]]:
@@ -307,7 +294,7 @@ async def test_requests_that_can_never_succeed_are_invalid(order: Order, pg_dsn:
 
 async def test_other_failures_propagate_for_temporal_to_retry() -> None:
     class Unreachable:
-        async def authorise(self, *args: object) -> AuthorisationResult:
+        async def authorise(self, *args: object, **kwargs: object) -> AuthorisationResult:
             raise ConnectionError("gateway unreachable")
 
         async def capture(self, *args: object, **kwargs: object) -> OperationResult:

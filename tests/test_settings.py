@@ -199,3 +199,44 @@ def test_a_flag_changes_one_field_and_keeps_the_rest_of_its_section(
     s = load_settings(**starter.flag_overrides(args))
     assert (s.dev.temporal_port, s.dev.ui_port, s.data_dir) == (17233, 18233, Path("state"))
     assert s.dev.postgres_port == 54329
+
+
+def test_payment_and_notification_settings_refuse_what_cannot_work() -> None:
+    with pytest.raises(SettingsError, match=r"payments\.gateway = stripe needs"):
+        load_settings(payments={"gateway": "stripe"})
+    with pytest.raises(SettingsError, match="channel = webhook needs webhook_url and"):
+        load_settings(notifications={"channel": "webhook", "webhook_url": "http://h/x"})
+    with pytest.raises(SettingsError, match="channel = smtp needs smtp_host and smtp_sender"):
+        load_settings(notifications={"channel": "smtp", "smtp_host": "mail"})
+    with pytest.raises(SettingsError, match="retry_initial must not exceed retry_max"):
+        load_settings(notifications={"retry_initial": "PT2H"})
+    with pytest.raises(SettingsError, match=r"storefront\.consent_url"):
+        load_settings(notifications={"storefront": {"consent_url": "https://s/{customer}"}})
+
+
+def test_secrets_of_gateways_and_channels_are_never_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BACKORDER_NOTIFICATIONS__SMTP_PORT", "0")
+    monkeypatch.setenv("BACKORDER_NOTIFICATIONS__WEBHOOK_SECRET", "whsec-very-secret")
+    monkeypatch.setenv("BACKORDER_PAYMENTS__STRIPE_API_KEY", "sk_live_secret")
+    monkeypatch.setenv("BACKORDER_PAYMENTS__TIMEOUT", "nope")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert "notifications.smtp_port = '0'" in message
+    assert "payments.timeout = 'nope'" in message
+    assert "secret" not in message.replace("<hidden>", "")
+
+
+def test_the_sandbox_and_embedded_database_addresses_follow_the_dev_ports() -> None:
+    s = load_settings(dev={"payments_port": 9100, "postgres_port": 9200})
+    assert s.sandbox_url == "http://127.0.0.1:9100"
+    assert s.database_dsn == "postgresql://postgres@127.0.0.1:9200/backorder"
+    external = load_settings(
+        payments={"sandbox_url": "http://pay.internal"}, database={"dsn": "postgresql://db/x"}
+    )
+    assert (external.sandbox_url, external.database_dsn) == (
+        "http://pay.internal",
+        "postgresql://db/x",
+    )

@@ -36,6 +36,7 @@ async def test_worker_joins_external_services_migrates_and_drains_on_sigterm(
         "BACKORDER_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
         "BACKORDER_DATABASE__DSN": pg_server.dsn("t_worker_process"),
         "BACKORDER_SITE": "prod-test",
+        "BACKORDER_PAYMENTS__SANDBOX_URL": "http://127.0.0.1:9/staging-sandbox",
     }
     worker = await asyncio.create_subprocess_exec(
         Path(sys.executable).parent / "backorder-worker",
@@ -66,3 +67,24 @@ async def test_worker_joins_external_services_migrates_and_drains_on_sigterm(
             "SELECT status, site FROM orders WHERE order_id = %s", (order.order_id,)
         )
         assert await cur.fetchone() == ("cancelled", "prod-test")  # migrated by the worker itself
+
+
+async def test_worker_refuses_to_start_without_a_payment_gateway(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BACKORDER_TEMPORAL__TARGET": "127.0.0.1:9",
+        "BACKORDER_DATABASE__DSN": "postgresql://postgres@127.0.0.1:9/none",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        Path(sys.executable).parent / "backorder-worker",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await asyncio.wait_for(worker.communicate(), timeout=30))[0].decode()
+    assert worker.returncode == 2, out
+    assert out.startswith(
+        "backorder-worker needs BACKORDER_PAYMENTS__GATEWAY=stripe or "
+        "BACKORDER_PAYMENTS__SANDBOX_URL (or the same in the config file)"
+    ), out

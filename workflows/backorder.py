@@ -625,7 +625,7 @@ class BackorderWorkflow:
             self._schedule = record_authorisation(self._schedule, None)
             return
         old, held = payment.authorisation, payment.authorised
-        result = await self._pay(PaymentStep.AUTHORISE, amount, None, step)
+        result = await self._pay(PaymentStep.AUTHORISE, amount, old, step)  # renews `old`
         if result is None:
             self._schedule = record_authorisation(self._schedule, None)
             await self._notify(

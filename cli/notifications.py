@@ -1,0 +1,176 @@
+"""`backorder notifications`: what customers were (or will be) told, read from the outbox.
+
+backorder notifications [--order ID] [--status S] [--kind K] [--limit N] [--json]
+backorder notifications show KEY        the rendered message and its delivery
+backorder notifications retry KEY...    send failed notices again (--failed: all of them)
+backorder notifications delivery        the delivery workflow's totals
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from cli.errors import CliError
+from config import Settings
+from runtime.connections import connect_temporal
+from runtime.notice_delivery import delivery_status, ensure_notice_delivery
+
+STATUSES = ("pending", "delivered", "failed")
+_COLUMNS = """key, order_id, kind, recipient, subject, body, status, attempts, channel,
+              last_error, delivery_ref, created_at, delivered_at, next_attempt_at"""
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            settings.database_dsn, row_factory=dict_row, connect_timeout=5
+        )
+    except psycopg.OperationalError as err:
+        hint = " (is `backorder dev` running?)" if settings.embedded_database else ""
+        reason = " ".join(str(err).split())  # libpq's message spans lines
+        raise CliError(f"cannot reach PostgreSQL{hint}: {reason}") from None
+    async with conn:
+        yield conn
+
+
+async def list_notices(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    where, params = [], []
+    for column, value in (("order_id", args.order), ("status", args.status), ("kind", args.kind)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    sql = f"SELECT {_COLUMNS} FROM notices"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, key LIMIT %s"
+    async with _database(settings) as conn:
+        cur = await conn.execute(sql, (*params, args.limit))
+        return await cur.fetchall()
+
+
+def _line(n: dict[str, Any]) -> str:
+    state = n["status"]
+    if state == "pending" and n["attempts"]:
+        state = f"pending (try {n['attempts']} failed: {n['last_error']})"
+    elif state == "failed":
+        state = f"FAILED after {n['attempts']}: {n['last_error']}"
+    return (
+        f"{n['created_at']:%Y-%m-%d %H:%M}  {n['order_id']:<12} {n['kind']:<18} "
+        f"{n['recipient']:<28} {state}\n    {n['subject']}  [{n['key']}]"
+    )
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> None:
+    rows = asyncio.run(list_notices(settings, args))
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        print("no notices" + (" match" if args.order or args.status or args.kind else ""))
+        return
+    for row in rows:
+        print(_line(row))
+
+
+async def _one(settings: Settings, key: str) -> dict[str, Any]:
+    async with _database(settings) as conn:
+        cur = await conn.execute(f"SELECT {_COLUMNS} FROM notices WHERE key = %s", (key,))
+        row = await cur.fetchone()
+    if row is None:
+        raise CliError(f"no notice with key {key}")
+    return row
+
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> None:
+    n = asyncio.run(_one(settings, args.key))
+    delivered = f", delivered {n['delivered_at']:%Y-%m-%d %H:%M:%S}" if n["delivered_at"] else ""
+    print(f"To: {n['recipient']}\nSubject: {n['subject']}\n\n{n['body']}")
+    print(
+        f"-- {n['kind']} for order {n['order_id']}, key {n['key']}: {n['status']}, "
+        f"{n['attempts']} tries{delivered}"
+        + (f" via {n['channel']} ({n['delivery_ref']})" if n["delivery_ref"] else "")
+        + (f"; last error: {n['last_error']}" if n["last_error"] else "")
+    )
+
+
+async def retry_notices(settings: Settings, keys: list[str], every_failed: bool) -> list[str]:
+    """Make failed notices due again with a fresh count of tries; the keys requeued."""
+    async with _database(settings) as conn:
+        cur = await conn.execute(
+            """UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = now()
+                WHERE status = 'failed' AND (%s OR key = ANY(%s))
+            RETURNING key""",
+            (every_failed, keys),
+        )
+        requeued = [row["key"] for row in await cur.fetchall()]
+    unknown = sorted(set(keys) - set(requeued))
+    if unknown:
+        print(f"not requeued (no such notice, or not failed): {', '.join(unknown)}")
+    if requeued and settings.notifications.channel != "outbox":
+        await ensure_notice_delivery(await connect_temporal(settings), settings, wake=True)
+    return requeued
+
+
+def cmd_retry(settings: Settings, args: argparse.Namespace) -> None:
+    if not args.keys and not args.failed:
+        raise CliError("name the notices to retry, or --failed for every failed one")
+    requeued = asyncio.run(retry_notices(settings, args.keys, args.failed))
+    print(f"requeued {len(requeued)} notice{'s' if len(requeued) != 1 else ''}")
+    if requeued and settings.notifications.channel == "outbox":
+        print("notifications.channel is outbox: they stay in the outbox, nothing is sent")
+
+
+def cmd_delivery(settings: Settings, args: argparse.Namespace) -> None:
+    async def go() -> None:
+        state = await delivery_status(await connect_temporal(settings), settings)
+        print(
+            f"notice delivery: {state.rounds} rounds, {state.delivered} delivered, "
+            f"{state.retried} tries failed and retried, {state.failed} given up; polls every "
+            f"{state.poll_interval.total_seconds():g}s"
+        )
+        if state.last is not None:
+            last = state.last
+            print(
+                f"  last round via {last.channel}: {last.claimed} claimed, {last.delivered} "
+                f"delivered; next due {last.next_due or 'nothing pending'}"
+            )
+
+    try:
+        asyncio.run(go())
+    except Exception as err:
+        if isinstance(err, CliError):
+            raise
+        raise CliError(
+            f"no notice delivery to ask ({err}); channel is {settings.notifications.channel}"
+        ) from None
+
+
+def add_notification_commands(sub: Any) -> None:
+    about = "list customer notices in the outbox, show, retry"
+    p = sub.add_parser("notifications", help=about, description=about)
+    p.add_argument("--order", help="only this order's notices")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--kind", help="on_backorder, still_waiting, ftc_delay_option, ...")
+    p.add_argument("--limit", type=int, default=50, help="newest first (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable rows")
+    p.set_defaults(run=cmd_list)
+    nsub = p.add_subparsers(dest="notifications_command", metavar="{show,retry,delivery}")
+    show = nsub.add_parser("show", help="the rendered message and how its delivery went")
+    show.add_argument("key")
+    show.set_defaults(run=cmd_show)
+    retry = nsub.add_parser("retry", help="send failed notices again")
+    retry.add_argument("keys", nargs="*", metavar="KEY")
+    retry.add_argument("--failed", action="store_true", help="every failed notice")
+    retry.set_defaults(run=cmd_retry)
+    nsub.add_parser("delivery", help="the delivery workflow's totals").set_defaults(
+        run=cmd_delivery
+    )

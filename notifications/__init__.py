@@ -1,0 +1,1 @@
+"""Customer notifications: rendered from templates, delivered by webhook or SMTP."""
