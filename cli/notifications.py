@@ -130,6 +130,10 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_delivery(settings: Settings, args: argparse.Namespace) -> None:
+    if settings.notifications.channel == "outbox":
+        print("notifications.channel is outbox: notices are kept, not delivered (no delivery)")
+        return
+
     async def go() -> None:
         state = await delivery_status(await connect_temporal(settings), settings)
         print(
@@ -149,9 +153,7 @@ def cmd_delivery(settings: Settings, args: argparse.Namespace) -> None:
     except Exception as err:
         if isinstance(err, CliError):
             raise
-        raise CliError(
-            f"no notice delivery to ask ({err}); channel is {settings.notifications.channel}"
-        ) from None
+        raise CliError(f"no notice delivery to ask: {err}") from None
 
 
 def add_notification_commands(sub: Any) -> None:

@@ -140,3 +140,13 @@ def test_an_unreachable_database_is_one_clear_line(
     assert code == 1 and out == ""
     assert err.startswith("backorder: cannot reach PostgreSQL: ")
     assert err.count("\n") == 1
+
+
+def test_delivery_status_says_when_nothing_is_delivered(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(capsys, "delivery") == (
+        0,
+        "notifications.channel is outbox: notices are kept, not delivered (no delivery)\n",
+        "",
+    )

@@ -278,6 +278,7 @@ async def test_cancel_signal_refunds_the_unshipped_value_each_effect_once_after_
         "refund_payment",
         "update_demand",
         "send_notice",
+        "send_notice",
     ]
     (freed,) = of(cancel_effects, "release_stock")
     assert freed.allotments == (po,)
@@ -286,9 +287,15 @@ async def test_cancel_signal_refunds_the_unshipped_value_each_effect_once_after_
     assert withdrawn.shipment.status is ShipmentStatus.CANCELLED
     # No capture at acceptance (it was taken at checkout); exactly the unshipped value refunded.
     assert world.payments() == [("refund", Decimal("20.00"), "auth-0")]
-    (notice,) = of(cancel_effects, "send_notice")
-    assert (notice.kind, notice.items, notice.amount) == (
+    cancelled, refunded = of(cancel_effects, "send_notice")
+    assert (cancelled.kind, cancelled.items, cancelled.amount) == (
         c.NoticeKind.CANCELLED,
+        (c.NoticeItem(sku="B", quantity=4),),
+        Decimal("20.00"),
+    )
+    # the refund is confirmed in its own message, after the cancellation
+    assert (refunded.kind, refunded.items, refunded.amount) == (
+        c.NoticeKind.REFUNDED,
         (c.NoticeItem(sku="B", quantity=4),),
         Decimal("20.00"),
     )
@@ -335,7 +342,11 @@ async def test_cancel_signal_before_anything_shipped_refunds_all_and_ends_cancel
 
     assert world.payments() == [("refund", Decimal("20.00"), "auth-0")]
     assert world.stock_moves() == []
-    assert world.notices() == [c.NoticeKind.ON_BACKORDER, c.NoticeKind.CANCELLED]
+    assert world.notices() == [
+        c.NoticeKind.ON_BACKORDER,
+        c.NoticeKind.CANCELLED,
+        c.NoticeKind.REFUNDED,
+    ]
     assert summary.status is BackorderStatus.CANCELLED
     assert line_figures(summary.lines) == [("L1", 2, 0, 0, 2)]
     assert [r.status for r in world.records] == [
@@ -377,6 +388,7 @@ async def test_ftc_cancels_on_day_60_without_consent_and_refunds(
         (c.NoticeKind.STILL_WAITING, 14.0),
         (c.NoticeKind.FTC_DELAY_OPTION, 27.0),
         (c.NoticeKind.CANCELLED, 60.0),
+        (c.NoticeKind.REFUNDED, 60.0),  # paid at order: the refund is confirmed
     ]
     delay = next(n for n in world.applied("send_notice") if n.kind is c.NoticeKind.FTC_DELAY_OPTION)
     assert delay.revised_ship_date == day91

@@ -90,6 +90,8 @@ PASSES_KEPT = 500
 DUTIES_PER_WAKEUP = 50
 """A guard: the schedule advances on every duty, so more than this means a bug, not work."""
 NUDGE_WHEN_FREED = "nudge-allocator-when-stock-is-freed"
+REFUND_NOTICE = "confirm-refunds-to-the-customer"
+"""A refund (payment at order) is confirmed by its own `refunded` notice after `cancelled`."""
 """Patch: releasing stock asks the allocator to hand it on, and a refused allotment re-syncs
 the demand index (histories recorded before this change replay without those calls)."""
 GATEWAY = {
@@ -347,6 +349,7 @@ class BackorderWorkflow:
         if cancelled:
             given = await self._give_back(amount, "accept")
             await self._notify(c.NoticeKind.CANCELLED, "accept/cancelled", cancelled, amount=given)
+            await self._confirm_refund(given, "accept", cancelled)
         await self._update_demand()
         if book.backordered_units:
             await self._notify(
@@ -477,12 +480,9 @@ class BackorderWorkflow:
                 await self._publish(new, step)
         given = await self._give_back(plan.amount, step)
         await self._update_demand()
-        await self._notify(
-            c.NoticeKind.CANCELLED,
-            f"{step}/notice",
-            _items((p.sku, p.quantity) for p in plan.parts),
-            amount=given,
-        )
+        items = _items((p.sku, p.quantity) for p in plan.parts)
+        await self._notify(c.NoticeKind.CANCELLED, f"{step}/notice", items, amount=given)
+        await self._confirm_refund(given, step, items)
         await self._changed()
         refund = self._payment is not None and self._payment.timing is PaymentTiming.AT_ORDER
         return CancelResult(
@@ -613,6 +613,17 @@ class BackorderWorkflow:
             return Decimal(0)
         ok = await self._pay(back.step, back.amount, back.applies_to, f"{step}/{back.step}")
         return back.amount if ok else Decimal(0)
+
+    async def _confirm_refund(
+        self, given: Decimal, step: str, items: tuple[c.NoticeItem, ...]
+    ) -> None:
+        """Tell the customer the money is on its way back (a void needs no word: the hold
+        just ends)."""
+        payment = self._payment
+        if given <= 0 or payment is None or payment.timing is not PaymentTiming.AT_ORDER:
+            return
+        if workflow.patched(REFUND_NOTICE):
+            await self._notify(c.NoticeKind.REFUNDED, f"{step}/refunded", items, amount=given)
 
     async def _reauthorise(self, amount: Decimal, step: str) -> None:
         """A fresh authorisation for `amount` (what is still to capture, or exactly the released
