@@ -20,7 +20,13 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 
-from activities.contracts import DELIVER_NOTICES, NoticeBatchRequest, NoticeDeliveryReport
+from activities.contracts import (
+    DELIVER_NOTICES,
+    NoticeBatchRequest,
+    NoticeDeliveryReport,
+    Severity,
+)
+from activities.notices import queue_exception
 from config.settings import NotificationSettings
 from notifications.message import Channel, DeliveryFailed, OutboundMessage
 
@@ -156,15 +162,13 @@ class NoticeDeliveryActivities:
                     (error, message.key),
                 )
                 why = "refused" if permanent else f"failed {attempts} times"
-                await conn.execute(
-                    """INSERT INTO exceptions (key, order_id, kind, severity, detail)
-                       VALUES (%s, %s, 'notice_undeliverable', 'medium', %s)
-                       ON CONFLICT (key) DO NOTHING""",
-                    (
-                        f"{message.key}/undeliverable",
-                        message.order_id,
-                        f"{message.kind} notice to {message.to} {why}: {error}",
-                    ),
+                await queue_exception(
+                    conn,
+                    f"{message.key}/undeliverable",
+                    message.order_id,
+                    "notice_undeliverable",
+                    Severity.MEDIUM,
+                    f"{message.kind} notice to {message.to} {why}: {error}",
                 )
             else:
                 await conn.execute(

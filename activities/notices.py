@@ -17,11 +17,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 
-from activities.contracts import RAISE_EXCEPTION, SEND_NOTICE, Empty, ExceptionReport, Notice
+from activities.contracts import (
+    RAISE_EXCEPTION,
+    SEND_NOTICE,
+    Empty,
+    ExceptionReport,
+    Notice,
+    Severity,
+)
 from notifications.render import Storefront, render
 
 Wake = Callable[[], Awaitable[None]]
@@ -110,10 +118,24 @@ class NoticeActivities:
             report.severity,
         )
         async with self._pool.connection() as conn:
-            await conn.execute(
-                """INSERT INTO exceptions (key, order_id, kind, severity, detail)
-                   VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (key) DO NOTHING""",
-                (report.key, report.order_id, report.kind, report.severity.value, report.detail),
+            await queue_exception(
+                conn, report.key, report.order_id, report.kind, report.severity, report.detail
             )
         return Empty()
+
+
+async def queue_exception(
+    conn: AsyncConnection[Any],
+    key: str,
+    order_id: str,
+    kind: str,
+    severity: Severity,
+    detail: str,
+) -> None:
+    """Write a row to the operators' queue, once per key, in the caller's transaction."""
+    await conn.execute(
+        """INSERT INTO exceptions (key, order_id, kind, severity, detail)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (key) DO NOTHING""",
+        (key, order_id, kind, severity.value, detail),
+    )

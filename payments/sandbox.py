@@ -72,6 +72,20 @@ class _Authorisation:
     def open(self) -> Decimal:
         return self.amount - self.captured - self.voided
 
+    def check_open(self, operation: str, amount: Decimal, now: dt.datetime) -> None:
+        """Decline taking `amount` (a capture or a void) from a lapsed hold, or more than is
+        open."""
+        if now >= self.expires_at:
+            raise PaymentDeclined(
+                f"{operation} of {_show(amount)} declined: authorisation {self.reference} "
+                f"expired at {self.expires_at.isoformat()}"
+            )
+        if amount > self.open:
+            raise PaymentDeclined(
+                f"{operation} of {_show(amount)} declined: only {_show(self.open)} of "
+                f"authorisation {self.reference} is open ({self.figures()})"
+            )
+
     def figures(self) -> str:
         return (
             f"authorised {_show(self.amount)}, captured {_show(self.captured)}, "
@@ -149,16 +163,7 @@ class SandboxGateway:
 
         async def effect(conn: AsyncConnection[Any], now: dt.datetime, ref: str) -> _Outcome:
             auth = await _locked(conn, authorisation_ref, order_id, currency)
-            if now >= auth.expires_at:
-                raise PaymentDeclined(
-                    f"capture of {_show(amount)} declined: authorisation {auth.reference} "
-                    f"expired at {auth.expires_at.isoformat()}"
-                )
-            if amount > auth.open:
-                raise PaymentDeclined(
-                    f"capture of {_show(amount)} declined: only {_show(auth.open)} of "
-                    f"authorisation {auth.reference} is open ({auth.figures()})"
-                )
+            auth.check_open("capture", amount, now)
             await conn.execute(
                 "UPDATE payment_authorisations SET captured = captured + %s WHERE reference = %s",
                 (amount, auth.reference),
@@ -189,20 +194,10 @@ class SandboxGateway:
 
         async def effect(conn: AsyncConnection[Any], now: dt.datetime, ref: str) -> _Outcome:
             auth = await _locked(conn, authorisation_ref, order_id, currency)
-            expired = now >= auth.expires_at
             if amount is None:  # the rest: nothing when it lapsed, since the hold is gone
-                released = Decimal(0) if expired else auth.open
-            elif expired:
-                raise PaymentDeclined(
-                    f"void of {_show(amount)} declined: authorisation {auth.reference} "
-                    f"expired at {auth.expires_at.isoformat()}"
-                )
-            elif amount > auth.open:
-                raise PaymentDeclined(
-                    f"void of {_show(amount)} declined: only {_show(auth.open)} of "
-                    f"authorisation {auth.reference} is open ({auth.figures()})"
-                )
+                released = Decimal(0) if now >= auth.expires_at else auth.open
             else:
+                auth.check_open("void", amount, now)
                 released = amount
             await conn.execute(
                 "UPDATE payment_authorisations SET voided = voided + %s WHERE reference = %s",

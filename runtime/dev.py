@@ -67,6 +67,7 @@ async def run_dev(
 
     data_dir = settings.data_dir.resolve()
     dev = settings.dev
+    sandbox_here = serves_sandbox(settings)
     with data_dir_lock(data_dir):
         async with AsyncExitStack() as stack:
             temporal: TemporalDevServer | None = None
@@ -87,7 +88,7 @@ async def run_dev(
             servers = [s for s in (temporal, postgres) if s is not None]
             for server in servers:  # every port first, so a conflict leaves nothing running
                 server.check_ports()
-            if serves_sandbox(settings):
+            if sandbox_here:
                 ensure_port_free(
                     dev.host,
                     dev.payments_port,
@@ -103,7 +104,7 @@ async def run_dev(
                 ui_url=temporal.ui_url if temporal else None,
                 postgres_dsn=dsn if postgres else "(external, from BACKORDER_DATABASE__DSN)",
                 data_dir=data_dir,
-                payments=_payments(settings, serves_sandbox(settings)),
+                payments=_payments(settings, sandbox_here),
                 notices=_notices(settings),
             )
             await serve(
@@ -111,7 +112,7 @@ async def run_dev(
                 dsn,
                 stop,
                 on_ready=lambda: on_ready(endpoints),
-                with_sandbox=serves_sandbox(settings),
+                with_sandbox=sandbox_here,
             )
 
 
