@@ -3,7 +3,6 @@ outbox and fulfilment in PostgreSQL. What the fakes assume, the real activities 
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from config import Settings
 from domain.order_book import CancelLine
 from payments.sandbox import SandboxGateway
-from tests.order_life import make_order
+from tests.checkout import checked_out
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus, CancelRequest
@@ -33,29 +32,10 @@ async def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 async def test_an_order_ships_what_it_can_and_cancels_the_rest_through_postgresql(
     dev_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, pg_dsn: str, settings: Settings
 ) -> None:
-    sku_a, sku_b = f"A-{uuid.uuid4().hex[:6]}", f"B-{uuid.uuid4().hex[:6]}"
-    async with pg_pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO locations (location_id, rank) VALUES ('DC', 0) ON CONFLICT DO NOTHING"
-        )
-        await conn.execute(
-            "INSERT INTO stock (sku, location, on_hand) VALUES (%s, 'DC', 5)", (sku_a,)
-        )
     now = await dev_env.get_current_time()
-    order_id = f"E-{uuid.uuid4().hex[:10]}"
     # The order system authorised the card at checkout, through the same sandbox gateway.
-    auth = await SandboxGateway(pg_pool).authorise(
-        f"checkout/{order_id}", order_id, Decimal("35.00"), "USD"
-    )
-    payment = {
-        "reference": auth.reference,
-        "amount": "35.00",
-        "authorised_at": now.isoformat(),
-        "expires_at": auth.expires_at.isoformat(),
-    }
-    order = make_order(
-        now, [(sku_a, 2, "10.00"), (sku_b, 3, "5.00")], order_id=order_id, payment=payment
-    )
+    checkout = await checked_out(pg_pool, SandboxGateway(pg_pool), now, "E")
+    order, auth, sku_a = checkout.order, checkout.auth, checkout.in_stock
 
     async with build_worker(dev_env.client, pg_pool, settings):
         handle = await dev_env.client.start_workflow(

@@ -19,10 +19,9 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.contracts import Notice, NoticeItem, NoticeKind
 from activities.notices import NoticeActivities
 from config import Settings
-from notifications.channels import channel_for
 from runtime.notice_delivery import delivery_status, ensure_notice_delivery
+from tests.delivering import delivering_worker
 from tests.webhook_receiver import WebhookReceiver, webhook_receiver
-from worker import build_worker
 from workflows.notice_delivery import NoticeDeliveryState
 
 pytestmark = pytest.mark.e2e
@@ -79,16 +78,13 @@ async def test_a_written_notice_wakes_delivery_at_once(
 ) -> None:
     hook, url = receiver
     settings = webhook_settings(url, poll_interval=dt.timedelta(hours=1))
-    channel = channel_for(settings.notifications)
     wake = partial(ensure_notice_delivery, dev_env.client, settings, wake=True)
     written = notice()
-    async with build_worker(dev_env.client, pg_pool, settings, channel=channel):
+    async with delivering_worker(dev_env.client, pg_pool, settings):
         await ensure_notice_delivery(dev_env.client, settings)  # as the worker's start does
         await ActivityEnvironment().run(NoticeActivities(pg_pool, wake=wake).send_notice, written)
         await hook.wait_for(1, within=20)  # long before the hour's poll
         status = await settled_status(dev_env.client, settings, lambda s: s.delivered > 0)
-    assert channel is not None
-    await channel.aclose()
 
     assert hook.keys == [written.key] and not hook.rejected
     assert hook.received[0]["order_number"] == written.order_number
@@ -102,16 +98,13 @@ async def test_a_notice_whose_wake_up_was_lost_is_found_by_the_poll(
 ) -> None:
     hook, url = receiver
     settings = webhook_settings(url, poll_interval=dt.timedelta(seconds=2))
-    channel = channel_for(settings.notifications)
     written = notice(NoticeKind.STILL_WAITING)
-    async with build_worker(dev_env.client, pg_pool, settings, channel=channel):
+    async with delivering_worker(dev_env.client, pg_pool, settings):
         await ensure_notice_delivery(dev_env.client, settings)
         await asyncio.sleep(1)  # the first round found nothing; the workflow sleeps
         # committed, then the worker died before waking anyone
         await ActivityEnvironment().run(NoticeActivities(pg_pool).send_notice, written)
         await hook.wait_for(1, within=20)
-    assert channel is not None
-    await channel.aclose()
 
     assert hook.keys == [written.key]
 
@@ -128,16 +121,13 @@ async def test_a_failed_send_is_retried_on_a_durable_timer(
         retry_initial=dt.timedelta(seconds=2),
         retry_max=dt.timedelta(seconds=2),
     )
-    channel = channel_for(settings.notifications)
     wake = partial(ensure_notice_delivery, dev_env.client, settings, wake=True)
     hook.failures = [503]
     written = notice(NoticeKind.FTC_DELAY_OPTION)
-    async with build_worker(dev_env.client, pg_pool, settings, channel=channel):
+    async with delivering_worker(dev_env.client, pg_pool, settings):
         await ActivityEnvironment().run(NoticeActivities(pg_pool, wake=wake).send_notice, written)
         await hook.wait_for(1, within=30)  # the retry comes from the timer, not the hour's poll
         status = await settled_status(dev_env.client, settings, lambda s: s.delivered > 0)
-    assert channel is not None
-    await channel.aclose()
 
     assert hook.keys == [written.key]
     assert (status.retried, status.delivered) == (1, 1)

@@ -1,4 +1,4 @@
-"""The webhook and SMTP channels against real servers on loopback: a uvicorn app that checks
+"""The webhook and SMTP channels against real servers on loopback: an ASGI app that checks
 signatures, an aiosmtpd relay that accepts or refuses recipients."""
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ import contextlib
 import email
 import email.policy
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from aiosmtpd.controller import Controller
 
 from activities.contracts import Notice, NoticeItem, NoticeKind
@@ -27,12 +26,11 @@ from notifications.webhook import (
     sign,
     verify,
 )
+from payments.server import serve_asgi
+from tests.webhook_receiver import Receive, Scope, Send, answer_json, read_body
 
 SECRET = "whsec_test_4f1b"
 NOW = 1_750_000_000
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 def outbound(
@@ -120,12 +118,7 @@ class Receiver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         status, reply = 200, {"id": f"evt_{len(self.received) + 1}"}
         match scope["path"]:
@@ -147,40 +140,17 @@ class Receiver:
             case "/slow":
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.release.wait(), 5)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps(reply).encode()})
-
-
-class QuietServer(uvicorn.Server):
-    """Leaves SIGINT to pytest."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+        await answer_json(send, status, reply)
 
 
 @pytest.fixture(scope="module")
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     app = Receiver()
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = QuietServer(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield app, f"http://127.0.0.1:{port}"
-    finally:
-        app.release.set()
-        server.should_exit = True
-        await task
+    async with serve_asgi(app) as url:
+        try:
+            yield app, url
+        finally:
+            app.release.set()
 
 
 def channel(url: str, **options: Any) -> WebhookChannel:

@@ -18,15 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from domain.order_book import CancelLine
-from notifications.channels import channel_for
 from payments.http_gateway import HttpGateway
 from payments.sandbox import SandboxGateway
 from payments.sandbox_app import SandboxApp
 from payments.server import serve_asgi
 from runtime.notice_delivery import ensure_notice_delivery
-from tests.order_life import make_order
+from tests.checkout import checked_out
+from tests.delivering import delivering_worker
 from tests.webhook_receiver import WebhookReceiver, webhook_receiver
-from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus, CancelRequest
 
@@ -67,27 +66,10 @@ async def test_money_over_http_survives_faults_and_notices_reach_the_webhook_onc
         payments={"sandbox_url": sandbox_url},
         notifications={"channel": "webhook", "webhook_url": hook_url, "webhook_secret": SECRET},
     )
-    sku_a, sku_b = f"A-{uuid.uuid4().hex[:6]}", f"B-{uuid.uuid4().hex[:6]}"
-    async with pg_pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO locations (location_id, rank) VALUES ('DC', 0) ON CONFLICT DO NOTHING"
-        )
-        await conn.execute(
-            "INSERT INTO stock (sku, location, on_hand) VALUES (%s, 'DC', 5)", (sku_a,)
-        )
-    order_id = f"H-{uuid.uuid4().hex[:10]}"
     now = await dev_env.get_current_time()
-    async with HttpGateway(sandbox_url) as checkout:  # the order system, at checkout
-        auth = await checkout.authorise(f"checkout/{order_id}", order_id, Decimal("35"), "USD")
-    payment = {
-        "reference": auth.reference,
-        "amount": "35.00",
-        "authorised_at": now.isoformat(),
-        "expires_at": auth.expires_at.isoformat(),
-    }
-    order = make_order(
-        now, [(sku_a, 2, "10.00"), (sku_b, 3, "5.00")], order_id=order_id, payment=payment
-    )
+    async with HttpGateway(sandbox_url) as gateway:  # the order system, at checkout
+        checkout = await checked_out(pg_pool, gateway, now, "H")
+    order, auth, order_id = checkout.order, checkout.auth, checkout.order.order_id
     async with httpx.AsyncClient(base_url=sandbox_url) as sandbox:
         for fault in (
             {"operation": "capture", "order_id": order_id, "kind": "lost_response"},
@@ -95,11 +77,9 @@ async def test_money_over_http_survives_faults_and_notices_reach_the_webhook_onc
         ):
             (await sandbox.post("/_sandbox/faults", json=fault)).raise_for_status()
 
-        channel = channel_for(settings.notifications)
-        assert channel is not None
         async with (
             HttpGateway(settings.sandbox_url, timeout=5) as gateway,
-            build_worker(dev_env.client, pg_pool, settings, gateway=gateway, channel=channel),
+            delivering_worker(dev_env.client, pg_pool, settings, gateway),
         ):
             await ensure_notice_delivery(dev_env.client, settings)
             handle = await dev_env.client.start_workflow(
@@ -115,7 +95,6 @@ async def test_money_over_http_survives_faults_and_notices_reach_the_webhook_onc
             )
             summary = await handle.result()
             await hook.wait_for(3, within=30)
-        await channel.aclose()
         left = (await sandbox.get("/_sandbox/faults")).json()
 
     assert summary.status is BackorderStatus.COMPLETED

@@ -35,15 +35,10 @@ class WebhookReceiver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if self.failures:
-            await _answer(send, self.failures.pop(0), {"error": "told to fail"})
+            await answer_json(send, self.failures.pop(0), {"error": "told to fail"})
             return
         try:
             verify(
@@ -51,13 +46,13 @@ class WebhookReceiver:
             )
         except SignatureError as err:
             self.rejected.append(str(err))
-            await _answer(send, 401, {"error": str(err)})
+            await answer_json(send, 401, {"error": str(err)})
             return
         payload = json.loads(body)
         assert headers["idempotency-key"] == payload["id"]
         self.received.append(payload)
         self.arrived.set()
-        await _answer(send, 200, {"id": f"msg-{len(self.received)}"})
+        await answer_json(send, 200, {"id": f"msg-{len(self.received)}"})
 
     async def wait_for(self, count: int, within: float = 30.0) -> None:
         async with asyncio.timeout(within):
@@ -66,7 +61,17 @@ class WebhookReceiver:
                 await self.arrived.wait()
 
 
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body, however many messages it came in."""
+    body = b""
+    while True:
+        event = await receive()
+        body += bytes(event.get("body", b""))
+        if not event.get("more_body"):
+            return body
+
+
+async def answer_json(send: Send, status: int, body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     await send(
         {
