@@ -72,7 +72,7 @@ def activities(
     wake = partial(ensure_notice_delivery, client, settings, wake=True) if channel else None
     return [
         *AllocationActivities(pool, settings, client).activities(),
-        ReadModelActivities(pool, settings.site).record_order,
+        *ReadModelActivities(pool, settings.site).activities(),
         PolicyActivities(settings).load_policy,
         *InventoryActivities(pool).activities(),
         *PaymentActivities(gateway).activities(),

@@ -57,6 +57,8 @@ PAYMENT_DECLINED = "PaymentDeclined"
 """The gateway refused: card declined, authorisation expired, amount above what is open."""
 INVALID_REQUEST = "InvalidRequest"
 """The request can never succeed as sent (unknown reference, currency mismatch...)."""
+DUPLICATE_ORDER = "DuplicateOrder"
+"""claim_order: another run (or another workflow) already accepted this order id."""
 
 
 # -- site policy -------------------------------------------------------------------------------
@@ -72,6 +74,18 @@ class SitePolicy(Contract):
 
     site: Identifier
     policy: BackorderPolicy
+
+
+# -- acceptance --------------------------------------------------------------------------------
+
+
+class OrderClaim(Contract):
+    """Claim the order id for this chain of runs before acceptance does anything."""
+
+    order_id: Identifier
+    workflow_id: Identifier
+    run_id: Identifier
+    """The chain's first run id (kept across continue-as-new, new for a second start)."""
 
 
 # -- inventory (ledger) ------------------------------------------------------------------------
@@ -303,6 +317,7 @@ class DeliveryReport(Contract):
     """Skus of that released stock: the allocator runs another pass for them."""
 
 
+CLAIM_ORDER = ActivityContract("claim_order", OrderClaim, Empty)
 LOAD_POLICY = ActivityContract("load_policy", PolicyRequest, SitePolicy)
 CHECK_AVAILABILITY = ActivityContract("check_availability", AvailabilityRequest, Availability)
 RESERVE_STOCK = ActivityContract("reserve_stock", StockReservation, Empty)
@@ -318,6 +333,7 @@ RAISE_EXCEPTION = ActivityContract("raise_exception", ExceptionReport, Empty)
 PUBLISH_SHIPMENT = ActivityContract("publish_shipment", ShipmentRequest, Empty)
 
 ALL: tuple[ActivityContract[Any, Any], ...] = (
+    CLAIM_ORDER,
     LOAD_POLICY,
     CHECK_AVAILABILITY,
     RESERVE_STOCK,

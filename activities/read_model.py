@@ -1,19 +1,57 @@
-"""The operators' read model of orders in PostgreSQL, kept current by the order workflow."""
+"""The operators' read model of orders in PostgreSQL, kept current by the order workflow, and
+the claim that lets an order id be accepted once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from activities import contracts as c
 from workflows.messages import OrderRecord
 
 
 class ReadModelActivities:
-    """Activities that write the `orders` table; they share the worker's connection pool."""
+    """Activities that write the `orders` and `order_claims` tables; they share the worker's
+    connection pool."""
 
     def __init__(self, pool: AsyncConnectionPool, site: str) -> None:
         self._pool = pool
         self._site = site
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.claim_order, self.record_order]
+
+    @activity.defn(name=c.CLAIM_ORDER.name)
+    async def claim_order(self, claim: c.OrderClaim) -> c.Empty:
+        """Claim the order id for this chain of runs, before acceptance does anything. A retry
+        by the same chain finds its own claim; anyone else fails for good with
+        `DuplicateOrder`, naming the workflow and run that own the order."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO order_claims (order_id, workflow_id, run_id) VALUES (%s, %s, %s) "
+                "ON CONFLICT (order_id) DO NOTHING",
+                (claim.order_id, claim.workflow_id, claim.run_id),
+            )
+            # a statement of its own: it sees a claim a concurrent start committed meanwhile
+            cur = await conn.execute(
+                "SELECT workflow_id, run_id, claimed_at FROM order_claims WHERE order_id = %s",
+                (claim.order_id,),
+            )
+            workflow_id, run_id, claimed_at = await cur.fetchone() or ("?", "?", None)
+        if (workflow_id, run_id) != (claim.workflow_id, claim.run_id):
+            raise ApplicationError(
+                f"order {claim.order_id} was already accepted by workflow {workflow_id} "
+                f"(run {run_id}) at {claimed_at}; an order id is accepted once",
+                workflow_id,
+                run_id,
+                type=c.DUPLICATE_ORDER,
+                non_retryable=True,
+            )
+        return c.Empty()
 
     @activity.defn(name="record_order")
     async def record_order(self, record: OrderRecord) -> None:
@@ -30,6 +68,7 @@ class ReadModelActivities:
                 ON CONFLICT (order_id) DO UPDATE
                    SET status = EXCLUDED.status,
                        status_since = EXCLUDED.status_since,
+                       site = EXCLUDED.site,
                        customer_tier = EXCLUDED.customer_tier,
                        updated_at = now()
                  WHERE orders.status_since <= EXCLUDED.status_since
@@ -38,9 +77,9 @@ class ReadModelActivities:
                     order.order_id,
                     record.workflow_id,
                     order.order_number,
-                    self._site,
+                    record.site or self._site,
                     order.customer.id,
-                    order.customer.tier,
+                    record.tier or order.customer.tier,
                     order.placed_at,
                     order.currency,
                     order.value,

@@ -116,6 +116,9 @@ class Order(Contract):
     stated_ship_date: dt.date | None = None
     """The ship date promised at checkout, if any: the FTC rule's deadline (else 30 days)."""
     payment: OrderPayment | None = None
+    applied_for_credit: bool = False
+    """The buyer applied to the merchant for credit to pay for this order: the FTC rule then
+    allows 50 days to ship instead of 30 when no date was stated."""
 
     @model_validator(mode="after")
     def _line_ids_unique(self) -> Order:

@@ -8,6 +8,7 @@ idempotency key; every attempt is recorded too, so tests can check what a retry 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,22 @@ class Effect:
 
 
 @dataclass
+class Gate:
+    """Holds the first call of an activity until the test opens it: a slow gateway or database
+    at an exact point of the workflow, for races told step by step."""
+
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    used: bool = False
+
+    async def pass_through(self) -> None:
+        if not self.used:
+            self.used = True
+            self.entered.set()
+            await self.opened.wait()
+
+
+@dataclass
 class World:
     policy: BackorderPolicy = field(default_factory=BackorderPolicy)
     stock: Stock = field(default_factory=lambda: Stock(locations=(Location(location_id="DC"),)))
@@ -49,8 +66,12 @@ class World:
     short_reservations: int = 0
     """How many reserve_stock calls find the stock gone (InsufficientStock)."""
     records: list[OrderRecord] = field(default_factory=list)
+    claims: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Order id -> (workflow id, first run id) of the run chain that accepted it."""
     checks: list[c.CheckRequest] = field(default_factory=list)
     refs: int = 0
+    gates: dict[str, Gate] = field(default_factory=dict)
+    """Activity name -> a gate its first call waits at."""
 
     # -- what tests assert on --------------------------------------------------------------------
 
@@ -97,6 +118,18 @@ class World:
     def activities(self) -> list[Callable[..., Any]]:
         world = self
 
+        @activity.defn(name=c.CLAIM_ORDER.name)
+        async def claim_order(claim: c.OrderClaim) -> c.Empty:
+            owner = world.claims.setdefault(claim.order_id, (claim.workflow_id, claim.run_id))
+            if owner != (claim.workflow_id, claim.run_id):
+                raise ApplicationError(
+                    f"order {claim.order_id} was already accepted by workflow {owner[0]} "
+                    f"(run {owner[1]})",
+                    type=c.DUPLICATE_ORDER,
+                    non_retryable=True,
+                )
+            return c.Empty()
+
         @activity.defn(name=c.LOAD_POLICY.name)
         async def load_policy(request: c.PolicyRequest) -> c.SitePolicy:
             return c.SitePolicy(site=request.site or "test", policy=world.policy)
@@ -132,6 +165,8 @@ class World:
         def payment(contract: c.ActivityContract[Any, Any]) -> Callable[..., Any]:
             @activity.defn(name=contract.name)
             async def pay(request: c.PaymentRequest) -> c.PaymentResult:
+                if contract.name in world.gates:
+                    await world.gates[contract.name].pass_through()
                 if contract.name in world.decline:
                     raise ApplicationError(
                         "card declined", type=c.PAYMENT_DECLINED, non_retryable=True
@@ -154,6 +189,7 @@ class World:
             world.records.append(record)
 
         return [
+            claim_order,
             load_policy,
             check_availability,
             reserve_stock,

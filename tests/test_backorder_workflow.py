@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -17,9 +17,12 @@ from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus, CancelRequest
 
 
-def fresh(order: Order) -> Order:
-    """The example order under a unique id, so tests never share a workflow."""
-    return order.model_copy(update={"order_id": f"T-{uuid.uuid4().hex[:10]}"})
+def fresh(order: Order, placed_at: datetime) -> Order:
+    """The example order under a unique id, so tests never share a workflow, placed at the test
+    server's now (the session's earlier tests moved its clock; the FTC clock runs from here)."""
+    return order.model_copy(
+        update={"order_id": f"T-{uuid.uuid4().hex[:10]}", "placed_at": placed_at}
+    )
 
 
 async def read_row(dsn: str, order_id: str) -> tuple[str, str] | None:
@@ -36,7 +39,7 @@ async def test_order_waits_answers_status_and_ends_on_cancel(
     settings: Settings,
     example_order: Order,
 ) -> None:
-    order = fresh(example_order)
+    order = fresh(example_order, await time_skipping_env.get_current_time())
     worker = build_worker(time_skipping_env.client, pg_pool, settings)
     async with worker:
         handle = await time_skipping_env.client.start_workflow(

@@ -87,13 +87,25 @@ RESERVE_ATTEMPTS = 3
 """Acceptance re-reads stock this often when another order takes it between read and reserve."""
 LOG_LIMIT = 200
 PASSES_KEPT = 500
+DETAIL_ROWS = 50
+"""Lines and shipments shown in the UI's current details (all of them: the status query)."""
 DUTIES_PER_WAKEUP = 50
 """A guard: the schedule advances on every duty, so more than this means a bug, not work."""
 NUDGE_WHEN_FREED = "nudge-allocator-when-stock-is-freed"
-REFUND_NOTICE = "confirm-refunds-to-the-customer"
-"""A refund (payment at order) is confirmed by its own `refunded` notice after `cancelled`."""
 """Patch: releasing stock asks the allocator to hand it on, and a refused allotment re-syncs
 the demand index (histories recorded before this change replay without those calls)."""
+REFUND_NOTICE = "confirm-refunds-to-the-customer"
+"""A refund (payment at order) is confirmed by its own `refunded` notice after `cancelled`."""
+SETTLE_UNDER_LOCK = "settle-under-the-lock"
+"""Patch: the order's end runs under the lock after the inbox is drained (a cancel_order still
+voiding finishes first, stock allotted meanwhile goes back), and messages that arrive while it
+ends are answered before it returns."""
+CLAIM_ORDER_ID = "claim-the-order-id"
+"""Patch: before acceptance the workflow id is checked and the order id claimed in PostgreSQL,
+so an order is accepted once whatever the entry point."""
+FTC_FROM_PLACED_AT = "ftc-clock-from-placed-at"
+"""Patch: the FTC deadline runs from `placed_at` (and allows for credit applications)."""
+WRONG_WORKFLOW_ID = "WrongWorkflowId"
 GATEWAY = {
     PaymentStep.AUTHORISE: c.AUTHORISE_PAYMENT,
     PaymentStep.CAPTURE: c.CAPTURE_PAYMENT,
@@ -153,6 +165,8 @@ class BackorderWorkflow:
     async def run(self, start: Order | CarriedState) -> BackorderSummary:
         """`start` is the order, or (after continue-as-new) the state its last run carried."""
         order = self._order
+        if not self._accepted and workflow.patched(CLAIM_ORDER_ID):
+            await self._claim()  # before anything else: a duplicate leaves no trace
         try:
             if not self._accepted:
                 self._publish_attributes()  # operators find the order from its first instant
@@ -167,7 +181,7 @@ class BackorderWorkflow:
                     if not self._inbox and not self._book.settled:
                         workflow.continue_as_new(self._carried())
                 await self._sleep()
-            await _shielded(self._finish())
+            await _shielded(self._settle())
         except asyncio.CancelledError:
             # Cancelled from Temporal (an operator): compensate, then end as cancelled.
             await _shielded(self._compensate("workflow cancelled", "temporal"))
@@ -180,8 +194,58 @@ class BackorderWorkflow:
                 type="BackorderFailed",
                 non_retryable=True,
             ) from err
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._answer_late_messages()
         return self._summary()
+
+    async def _settle(self) -> None:
+        """Nothing is left to ship: answer what is still in the inbox (stock allotted meanwhile
+        goes back at once), then close the payment. Under the lock, so a `cancel_order` still
+        voiding finishes first and its void is in the payment book before the closing one."""
+        if not workflow.patched(SETTLE_UNDER_LOCK):
+            await self._finish()
+            return
+        async with self._lock:
+            await self._drain()
+            await self._finish()
+
+    async def _answer_late_messages(self) -> None:
+        """Never end with a message unhandled: an allotment signalled while the order was
+        ending is refused here and its stock goes back. The last check and the return share
+        one workflow task, so a signal arriving later makes Temporal retry that task with it."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        while self._inbox and workflow.patched(SETTLE_UNDER_LOCK):
+            async with self._lock:
+                await _shielded(self._drain())
+            await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _claim(self) -> None:
+        """One workflow per order, `backorder-<order id>`, and one acceptance per order id,
+        whatever the entry point (our CLI, raw `temporal workflow start`, another SDK) and
+        however long ago the first run ended."""
+        order, info = self._order, workflow.info()
+        if info.workflow_id != order.workflow_id:
+            raise ApplicationError(
+                f"order {order.order_id} must run as workflow {order.workflow_id}, not "
+                f"{info.workflow_id}: one workflow per order",
+                order.workflow_id,
+                type=WRONG_WORKFLOW_ID,
+                non_retryable=True,
+            )
+        claim = c.OrderClaim(
+            order_id=order.order_id,
+            workflow_id=info.workflow_id,
+            run_id=info.first_execution_run_id,
+        )
+        try:
+            await call(c.CLAIM_ORDER, claim)
+        except ActivityError as err:
+            if _error_type(err) != c.DUPLICATE_ORDER:
+                raise
+            cause = err.cause
+            details = cause.details if isinstance(cause, ApplicationError) else ()
+            raise ApplicationError(
+                _cause(err), *details, type=c.DUPLICATE_ORDER, non_retryable=True
+            ) from None
 
     async def _sleep(self) -> None:
         """Until a message arrives (or an update settles the order), or the next timer."""
@@ -196,8 +260,7 @@ class BackorderWorkflow:
 
     async def _work(self) -> None:
         async with self._lock:
-            while self._inbox:
-                await self._handle(self._inbox.pop(0))
+            await self._drain()
             for _ in range(DUTIES_PER_WAKEUP):
                 duties = due(self._schedule, self._policy, workflow.now())
                 if not duties or self._book.settled:
@@ -271,6 +334,11 @@ class BackorderWorkflow:
             cancel_reason=self._cancel_reason,
         )
 
+    async def _drain(self) -> None:
+        """Handle the inbox in arrival order (the caller holds the lock)."""
+        while self._inbox:
+            await self._handle(self._inbox.pop(0))
+
     async def _handle(self, event: Event) -> None:
         match event:
             case AllotmentSignal():
@@ -331,8 +399,11 @@ class BackorderWorkflow:
             authorisation = Authorisation(
                 authorised_at=order.payment.authorised_at, expires_at=expired_at(order)
             )
+        placed = workflow.patched(FTC_FROM_PLACED_AT)  # the FTC clock runs from placed_at
         self._schedule = ScheduleState(
             accepted_at=now,
+            ordered_at=order.placed_at if placed else None,
+            applied_for_credit=placed and order.applied_for_credit,
             stated_ship_date=order.stated_ship_date,
             expected_ship_date=self._acceptance_eta,
             authorisation=authorisation,
@@ -492,12 +563,22 @@ class BackorderWorkflow:
         )
 
     async def _compensate(self, reason: str, by: str) -> None:
-        """Cancel everything not shipped yet and close the payment (Temporal cancel, failure)."""
+        """Cancel everything not shipped yet and close the payment (Temporal cancel, failure);
+        under the lock, after any `cancel_order` in flight, like `_settle`."""
+        if not workflow.patched(SETTLE_UNDER_LOCK):
+            await self._give_up(reason, by)
+            await self._finish()
+            return
+        async with self._lock:
+            await self._give_up(reason, by)
+            await self._drain()
+            await self._finish()
+
+    async def _give_up(self, reason: str, by: str) -> None:
         if not self._accepted:
             self._note("cancelled", f"before acceptance: {reason}")
         elif not self._book.settled:
             await self._cancel_plan(self._book.plan_cancel(), reason, by)
-        await self._finish()
 
     async def _finish(self) -> None:
         """The order's life is over: release what is left of the authorisation, final record."""
@@ -792,7 +873,7 @@ class BackorderWorkflow:
         workflow.upsert_search_attributes(
             [
                 sa.BACKORDER_STATUS.value_set(self._status.value),
-                sa.BACKORDER_SKUS.value_set(waiting),
+                sa.BACKORDER_SKUS.value_set(sa.bounded_keywords(waiting)),
                 sa.BACKORDER_SINCE.value_set(self._schedule.accepted_at),
                 sa.CUSTOMER_TIER.value_set(self._tier),
                 sa.ORDER_VALUE.value_set(float(order.value)),
@@ -806,9 +887,15 @@ class BackorderWorkflow:
         rows = "\n".join(
             f"| {ln.line_id} | {ln.sku} | {ln.ordered} | {ln.released} | {ln.backordered} "
             f"| {ln.cancelled} |"
-            for ln in book.lines
+            for ln in book.lines[:DETAIL_ROWS]
         )
-        shipments = ", ".join(f"{s.shipment_id} {s.status.value}" for s in book.shipments)
+        if len(book.lines) > DETAIL_ROWS:
+            rows += f"\n| … | {len(book.lines) - DETAIL_ROWS} more lines (the status query) |||||"
+        shipments = ", ".join(
+            f"{s.shipment_id} {s.status.value}" for s in book.shipments[-DETAIL_ROWS:]
+        )
+        if len(book.shipments) > DETAIL_ROWS:
+            shipments = f"{len(book.shipments) - DETAIL_ROWS} earlier, then {shipments}"
         nxt = summary(self._schedule, self._policy).upcoming if self._accepted else ()
         upcoming = ", ".join(f"{d.kind.value} {d.at:%Y-%m-%d}" for d in nxt[:3]) or "none"
         money = ""
@@ -837,6 +924,8 @@ class BackorderWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 status=self._status,
                 status_since=self._status_since,
+                site=self._site,
+                tier=self._tier,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=UNTIL_IT_WORKS,

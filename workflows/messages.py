@@ -157,6 +157,11 @@ class OrderRecord(Contract):
     workflow_id: str
     status: BackorderStatus
     status_since: AwareDatetime
+    site: str | None = None
+    """The site the order was accepted under (its policy, demand and allocator); None (records
+    written before it was carried): the worker's own site."""
+    tier: str | None = None
+    """The tier the order is served as now (a priority change moves it); None: the order's."""
 
 
 class CarriedState(Contract):

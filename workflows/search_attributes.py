@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio.common import SearchAttributeKey
@@ -30,3 +32,29 @@ SEARCH_ATTRIBUTE_TYPES: dict[str, str] = {
     key.name: key.indexed_value_type.name.title().replace("_", "") for key in ALL
 }
 """Name -> type as the Temporal CLI spells it (`--search-attribute OrderValue=Double`)."""
+
+VALUE_SIZE_LIMIT = 2048
+"""Bytes one search attribute value may take (Temporal's `limit.searchAttributeValueSize`
+default, on the dev server and clusters alike); a larger value terminates the workflow task."""
+
+
+VALUE_BUDGET = VALUE_SIZE_LIMIT - 248
+"""What the JSON of one value may take: the limit counts the payload's metadata too."""
+
+
+def bounded_keywords(values: Sequence[str], limit: int = VALUE_BUDGET) -> list[str]:
+    """A keyword list that fits in `limit` bytes as Temporal stores it (a JSON array): as many
+    values as fit, in order, then a marker `+N more` for the rest."""
+
+    def size(kept: list[str]) -> int:
+        return len(json.dumps(kept, ensure_ascii=False).encode())
+
+    if size(list(values)) <= limit:
+        return list(values)
+    kept: list[str] = []
+    for value in values:
+        rest = len(values) - len(kept) - 1
+        if size([*kept, value, f"+{rest} more"]) > limit:
+            break
+        kept.append(value)
+    return [*kept, f"+{len(values) - len(kept)} more"]

@@ -22,15 +22,21 @@ CONSENT_WINDOW = timedelta(days=30)
 
 REFUND_WORKING_DAYS = 7
 
+CREDIT_EXTRA_DAYS = 20
+"""Fixed by the rule: a buyer's application for credit gives the seller 50 days, not 30."""
+
 _AWAITING_CONSENT = (FtcState.NOTICE_SENT, FtcState.CONSENTED, FtcState.RENEWAL_SENT)
 """States in which a notice was sent and a consent means something."""
 
 
 def original_deadline(state: ScheduleState, policy: BackorderPolicy) -> datetime:
-    """The end of the stated ship date, or `ftc_shipping_days` after acceptance."""
+    """The end of the stated ship date, or `ftc_shipping_days` (20 more when the buyer applied
+    for credit) after the order was placed: the rule counts from when the seller received a
+    properly completed order (16 CFR 435.1(c), 435.2(a)), however late it reached us."""
     if state.stated_ship_date is not None:
         return end_of_day(state.stated_ship_date)
-    return state.accepted_at + timedelta(days=policy.ftc_shipping_days)
+    days = policy.ftc_shipping_days + (CREDIT_EXTRA_DAYS if state.applied_for_credit else 0)
+    return state.ftc_clock_start + timedelta(days=days)
 
 
 def ftc_duties(state: ScheduleState, policy: BackorderPolicy) -> tuple[Due, ...]:

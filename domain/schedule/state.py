@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import AwareDatetime, NonNegativeInt, model_validator
@@ -72,6 +72,12 @@ class ScheduleState(Contract):
     time."""
 
     accepted_at: AwareDatetime
+    ordered_at: AwareDatetime | None = None
+    """When the seller received the properly completed order (`placed_at`): the FTC clock runs
+    from here, not from acceptance. None for orders accepted before it was kept: acceptance."""
+    applied_for_credit: bool = False
+    """The buyer applied to the merchant for credit to pay: 20 more days to ship (16 CFR
+    435.1(a)(1)(ii): 50 instead of 30)."""
     stated_ship_date: date | None = None
     """The ship date stated to the customer at order time, if any (the FTC deadline)."""
     expected_ship_date: date | None = None
@@ -88,3 +94,8 @@ class ScheduleState(Contract):
     """The merchant's cut-off passed and cancelled what was backordered (once per order)."""
     last_check_at: AwareDatetime | None = None
     """When the allocator was last asked to re-check this order."""
+
+    @property
+    def ftc_clock_start(self) -> datetime:
+        """Where the FTC rule's days are counted from."""
+        return self.ordered_at or self.accepted_at

@@ -19,10 +19,11 @@ def customer_updates(state: ScheduleState, policy: BackorderPolicy) -> tuple[Due
 
 
 def exception_flag(state: ScheduleState, policy: BackorderPolicy) -> Due | None:
-    """The operator's flag, once, `ftc_exception_days` after acceptance."""
+    """The operator's flag, once, `ftc_exception_days` into the FTC clock (placed, or accepted
+    for orders from before it was kept)."""
     if policy.ftc_exception_days is None or state.exception_raised:
         return None
-    at = state.accepted_at + timedelta(days=policy.ftc_exception_days)
+    at = state.ftc_clock_start + timedelta(days=policy.ftc_exception_days)
     return Due(kind=DutyKind.FTC_EXCEPTION, at=at)
 
 
