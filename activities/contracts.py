@@ -11,6 +11,7 @@ reserve, capture or refund twice.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
@@ -23,12 +24,20 @@ from domain.order_book import BookedShipment
 from domain.planner import Allotment, Backorder, Catalog, Stock
 from domain.policy import BackorderPolicy
 
-IdempotencyKey = Annotated[str, Field(min_length=3, max_length=300, pattern=r"^\S+/\S+$")]
+KEY_LIMIT = 255
+"""The longest idempotency key a gateway takes (Stripe's limit)."""
+IdempotencyKey = Annotated[str, Field(min_length=3, max_length=KEY_LIMIT, pattern=r"^\S+/\S+$")]
 
 
 def step_key(workflow_id: str, step: str, *parts: str) -> str:
-    """`<workflow id>/<step>[/<part>...]`: the same step of the same order is the same key."""
-    return "/".join((workflow_id, step, *parts))
+    """`<workflow id>/<step>[/<part>...]`: the same step of the same order is the same key.
+    A key past `KEY_LIMIT` (the contract allows 200-character order ids, and shipment ids
+    repeat them) keeps its readable start and ends in a digest of the whole key."""
+    key = "/".join((workflow_id, step, *parts))
+    if len(key) <= KEY_LIMIT:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"{key[: KEY_LIMIT - len(digest) - 1]}/{digest}"
 
 
 In = TypeVar("In", bound=BaseModel)
@@ -83,7 +92,7 @@ class OrderClaim(Contract):
     """Claim the order id for this chain of runs before acceptance does anything."""
 
     order_id: Identifier
-    workflow_id: Identifier
+    workflow_id: Annotated[str, Field(min_length=1, max_length=1000)]
     run_id: Identifier
     """The chain's first run id (kept across continue-as-new, new for a second start)."""
 

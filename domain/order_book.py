@@ -54,8 +54,12 @@ class BookStatus(StrEnum):
     """Nothing waits: every unit is in a child shipment or cancelled."""
 
 
+ShipmentId = Annotated[str, Field(min_length=1, max_length=220, pattern=r"^\S(.*\S)?$")]
+"""An order id (at most 200 characters) and `-S<n>`."""
+
+
 class BookedShipment(Contract):
-    shipment_id: Identifier
+    shipment_id: ShipmentId
     """`<order id>-S<n>`, numbered in creation order: stable across retries and replays."""
     kind: ShipmentKind
     status: ShipmentStatus

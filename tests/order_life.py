@@ -3,6 +3,7 @@ and time told in days since acceptance."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -140,9 +142,10 @@ async def running(
         yield worker
 
 
-async def start(
-    env: WorkflowEnvironment, order: Order, task_queue: str
-) -> WorkflowHandle[BackorderWorkflow, BackorderSummary]:
+Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
+
+
+async def start(env: WorkflowEnvironment, order: Order, task_queue: str) -> Handle:
     return await env.client.start_workflow(
         BackorderWorkflow.run, order, id=order.workflow_id, task_queue=task_queue
     )
@@ -167,3 +170,23 @@ def release(
 
 def money(*pairs: tuple[str, str]) -> list[tuple[str, Decimal]]:
     return [(step, Decimal(amount)) for step, amount in pairs]
+
+
+async def seen(handle: Handle, event: EventType.ValueType) -> None:
+    """Until a workflow task has completed after the latest `event`: the workflow has it."""
+    for _ in range(200):
+        events = [e.event_type async for e in handle.fetch_history_events()]
+        last = max((i for i, e in enumerate(events) if e == event), default=None)
+        if last is not None and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in events[last:]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the workflow never handled {EventType.Name(event)}")
+
+
+async def accepted(handle: Handle) -> None:
+    """Until acceptance has begun (its first log entry)."""
+    for _ in range(200):
+        if (await handle.query(BackorderWorkflow.status)).log:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the order was never accepted")

@@ -10,12 +10,16 @@ checks that the workflow asks for the same ones in the same order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError, WorkflowUpdateStage
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -25,9 +29,10 @@ from domain.order_book import CancelLine
 from domain.policy import BackorderPolicy, PaymentTiming, ReleaseMode
 from embedded.process import find_binary
 from runtime.temporal_setup import register_search_attributes
-from tests.fakes import World
+from tests.fakes import Gate, World
 from tests.order_life import (
     Clock,
+    accepted,
     current,
     future,
     incoming,
@@ -35,6 +40,7 @@ from tests.order_life import (
     ready,
     release,
     running,
+    seen,
     start,
     stock,
 )
@@ -134,6 +140,63 @@ async def refused_allotment_then_partly_released(env: WorkflowEnvironment, queue
     return order.workflow_id
 
 
+async def allotment_refused_while_cancel_voids(env: WorkflowEnvironment, queue: str) -> str:
+    """The race of settle-under-the-lock: stock is allotted while a whole-order cancel waits on
+    its void; the allotment is refused and its stock goes back, and nothing is voided twice."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("B", 2, "10.00")], paid="20.00")
+    handle = await start(env, order, queue)
+    await accepted(handle)
+    cancel = await handle.start_update(
+        BackorderWorkflow.cancel_order,
+        CancelRequest(reason="changed my mind"),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    gate = RACE_WORLD.gates["void_payment"]
+    await gate.entered.wait()
+    two = release(order.order_id, [("L1", "B", 2, 0)], ready(current("L1", "B", 2)))
+    await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=two))
+    await seen(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    gate.opened.set()
+    await cancel.result()
+    await handle.result()
+    return order.workflow_id
+
+
+async def late_order_noticed_at_once(env: WorkflowEnvironment, queue: str) -> str:
+    """ftc-clock-from-placed-at: placed 28 days before it reached us, its delay notice goes
+    out with acceptance."""
+    t0 = await env.get_current_time()
+    order = make_order(t0 - dt.timedelta(days=28), [("B", 2, "5.00")])
+    handle = await start(env, order, queue)
+    await env.sleep(dt.timedelta(days=2))
+    await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="too late"))
+    await handle.result()
+    return order.workflow_id
+
+
+async def duplicate_start_refused(env: WorkflowEnvironment, queue: str) -> str:
+    """claim-the-order-id: an ended order started again under its workflow id fails at once."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("KTP", 1, "10.00")])
+    handle = await start(env, order, queue)
+    await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="first run"))
+    await handle.result()
+    again = await env.client.start_workflow(
+        BackorderWorkflow.run,
+        order,
+        id=order.workflow_id,
+        task_queue=queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await again.result()
+    return order.workflow_id
+
+
+RACE_WORLD = World(gates={"void_payment": Gate()})
+
+
 class AllocatorWorld:
     """Fake allocator activities: every event applies; the first pass's only winner has ended,
     so its stock comes back and a second pass runs."""
@@ -225,6 +288,9 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
         released_in_parts_over_ninety_days,
         World(policy=BY_QUANTITY, stock=stock({"A": 2}, receipts=[("PO-7", "B", 3, dt.date.max)])),
     ),
+    "allotment_refused_while_cancel_voids": (allotment_refused_while_cancel_voids, RACE_WORLD),
+    "late_order_noticed_at_once": (late_order_noticed_at_once, World()),
+    "duplicate_start_refused": (duplicate_start_refused, World()),
     "part_cancelled_then_ftc_cancelled": (
         part_cancelled_then_ftc_cancelled,
         World(

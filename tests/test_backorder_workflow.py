@@ -66,3 +66,39 @@ async def test_order_waits_answers_status_and_ends_on_cancel(
     assert final.cancel_reason == "found it cheaper"
     assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
     assert await read_row(pg_dsn, order.order_id) == ("cancelled", "test")
+
+
+async def test_orders_of_two_sites_on_one_worker_are_filed_under_their_own_site(
+    time_skipping_env: WorkflowEnvironment,
+    pg_pool: AsyncConnectionPool,
+    pg_dsn: str,
+    settings: Settings,
+    example_order: Order,
+) -> None:
+    """One source for an order's site: the read model, demand and the allocator agree."""
+    now = await time_skipping_env.get_current_time()
+    north = fresh(example_order, now).model_copy(update={"site": "north"})
+    default = fresh(example_order, now)  # no site: the worker's own (`test`)
+    async with build_worker(time_skipping_env.client, pg_pool, settings) as worker:
+        handles = [
+            await time_skipping_env.client.start_workflow(
+                BackorderWorkflow.run, order, id=order.workflow_id, task_queue=worker.task_queue
+            )
+            for order in (north, default)
+        ]
+        for handle in handles:
+            while not (await handle.query(BackorderWorkflow.status)).schedule:
+                await time_skipping_env.sleep(timedelta(seconds=1))
+        async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+            cur = await conn.execute(
+                "SELECT o.order_id, o.site, d.site FROM orders o JOIN demand d USING (order_id) "
+                "WHERE o.order_id = ANY(%s)",
+                ([north.order_id, default.order_id],),
+            )
+            sites = {row[0]: row[1:] for row in await cur.fetchall()}
+        for handle in handles:
+            await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="test"))
+            await handle.result()
+
+    assert sites == {north.order_id: ("north", "north"), default.order_id: ("test", "test")}
+    assert await read_row(pg_dsn, north.order_id) == ("cancelled", "north")

@@ -4,9 +4,10 @@ carrying its whole state, on a real dev server told to suggest it early."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -23,6 +24,8 @@ from domain.inventory import (
     ProductDefined,
     StockReceived,
 )
+from domain.order import Order
+from domain.order_book import CancelLine
 from embedded.process import find_binary
 from runtime import allocator
 from tests.fakes import World
@@ -32,7 +35,7 @@ from workflows import search_attributes as sa
 from workflows.allocator_messages import allocator_id
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
-from workflows.messages import AllotmentSignal, BackorderStatus, CheckNow
+from workflows.messages import AllotmentSignal, BackorderStatus, CancelRequest, CheckNow
 
 SUGGEST_AT = 80
 """History events after which the server suggests continue-as-new (4096 by default)."""
@@ -149,3 +152,88 @@ async def test_a_busy_allocator_continues_as_new_without_losing_an_event(
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
         cur = await conn.execute("SELECT on_hand FROM stock WHERE sku = %s", (sku,))
         assert await cur.fetchall() == [(20,)]
+
+
+def largest_order(now: datetime) -> Order:
+    """The largest order the contract accepts: 1,000 lines, every id and sku 200 characters,
+    each line a sku of its own, paid at checkout."""
+
+    def longest(prefix: str) -> str:
+        return prefix + "x" * (200 - len(prefix))
+
+    order_id = longest(f"MAX-{uuid.uuid4().hex[:8]}-")
+    lines = [
+        {
+            "line_id": longest(f"{i:04d}-"),
+            "sku": longest(f"SKU-{i:04d}-"),
+            "quantity": 2,
+            "unit_price": "1.00",
+        }
+        for i in range(1000)
+    ]
+    return Order.model_validate(
+        {
+            "order_id": order_id,
+            "order_number": longest("N-"),
+            "placed_at": now.isoformat(),
+            "currency": "USD",
+            "customer": {"id": longest("c-"), "email": "c@example.com", "tier": "t" * 50},
+            "fulfillment": {"type": "sth"},
+            "lines": lines,
+            "payment": {"reference": "auth-0", "amount": "2000.00", "authorised_at": now},
+        }
+    )
+
+
+@pytest.mark.e2e
+async def test_the_largest_order_the_contract_accepts_lives_its_whole_life(
+    eager_env: WorkflowEnvironment,
+) -> None:
+    """Acceptance, a release, a cancel through the update, continue-as-new and the end, on a
+    real server: every search attribute stays within Temporal's limits by construction."""
+    env = eager_env
+    now = await env.get_current_time()
+    order = largest_order(now)
+    skus = [ln.sku for ln in order.lines]
+    world = World(stock=stock({sku: 2 for sku in skus[:10]}))  # ten lines ship at once
+    queue = task_queue()
+    async with running(env, world, queue):
+        handle = await start(env, order, queue)
+        first_run = (await handle.describe()).run_id
+        latest = env.client.get_workflow_handle_for(BackorderWorkflow.run, order.workflow_id)
+        for _ in range(200):  # until acceptance has published what waits
+            attributes = (await latest.describe()).typed_search_attributes
+            waiting = attributes.get(sa.BACKORDER_SKUS)
+            if waiting and waiting[0] == skus[10]:
+                break
+            await asyncio.sleep(0.05)
+
+        lines = order.lines[10:20]  # the allocator releases ten more
+        shipment = ready(*(current(ln.line_id, ln.sku, 2) for ln in lines))
+        ten = release(order.order_id, [(ln.line_id, ln.sku, 2, 0) for ln in lines], shipment)
+        await latest.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=ten))
+        cancelled = await latest.execute_update(
+            BackorderWorkflow.cancel_order,
+            CancelRequest(lines=tuple(CancelLine(line_id=ln.line_id) for ln in order.lines[20:30])),
+        )
+        for _ in range(200):  # it continues as new once idle past the suggestion
+            described = await latest.describe()
+            if described.run_id != first_run:
+                break
+            await latest.signal(BackorderWorkflow.check_now, CheckNow(reason="keep busy"))
+            await asyncio.sleep(0.05)
+        assert described.run_id != first_run, "no continue-as-new happened"
+        assert described.status is WorkflowExecutionStatus.RUNNING
+        await latest.signal(BackorderWorkflow.cancel, CancelRequest(reason="the rest"))
+        summary = await latest.result()
+
+    assert waiting is not None and waiting[-1] == f"+{990 - (len(waiting) - 1)} more"
+    assert len(json.dumps(waiting)) <= sa.VALUE_SIZE_LIMIT
+    assert waiting[:-1] == skus[10 : 10 + len(waiting) - 1]  # the first waiting skus, in order
+    assert len(cancelled.cancelled) == 10
+    assert summary.status is BackorderStatus.COMPLETED
+    released = [(ln.released, ln.cancelled) for ln in summary.lines]
+    assert released == [(2, 0)] * 20 + [(0, 2)] * 980
+    captured = sum(amount for step, amount, _ in world.payments() if step == "capture")
+    voided = sum(amount for step, amount, _ in world.payments() if step == "void")
+    assert (captured, voided) == (Decimal("40.00"), Decimal("1960.00"))

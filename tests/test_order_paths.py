@@ -984,3 +984,33 @@ async def test_priority_reaches_the_demand_and_checks_reach_the_allocator(
     ]
     check_days = [clock.day(at) for name, at in calls if name == c.REQUEST_CHECK.name]
     assert check_days == [0.5, 1.0, 2.0, 3.0]
+
+
+async def test_an_order_that_reaches_us_late_gets_its_ftc_notice_at_once(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Placed 11-20, started 12-18: the FTC deadline is 12-20 (from placed_at, not acceptance),
+    so the delay notice is due already and goes out with acceptance; the status shows the
+    deadline it is measured against."""
+    env = time_skipping_env
+    t0 = await env.get_current_time()
+    placed = t0 - dt.timedelta(days=28)
+    order = make_order(placed, [("B", 2, "5.00")])
+    world = World(policy=BackorderPolicy(customer_update_days=(), ftc_exception_days=None))
+    queue = task_queue()
+    async with running(env, world, queue):
+        handle = await start(env, order, queue)
+        for _ in range(100):
+            status = await handle.query(BackorderWorkflow.status)
+            if status.ftc_state is not FtcState.NONE:
+                break
+            await env.sleep(dt.timedelta(seconds=1))
+        await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="test"))
+        await handle.result()
+
+    assert status.schedule is not None
+    assert status.schedule.ftc_deadline == placed + dt.timedelta(days=30)
+    assert world.notices()[:2] == [c.NoticeKind.ON_BACKORDER, c.NoticeKind.FTC_DELAY_OPTION]
+    notice = world.applied("send_notice")[1]
+    assert notice.revised_ship_date is not None and notice.revised_ship_date > t0.date()
+    assert near(world.effects[notice.key].at, t0)  # at acceptance, not days later

@@ -9,39 +9,29 @@ from decimal import Decimal
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateStage
+from temporalio.client import WorkflowUpdateStage
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.order_book import CancelLine
 from domain.policy import BackorderPolicy
 from tests.fakes import Gate, World
-from tests.order_life import current, make_order, ready, release, running, start, task_queue
+from tests.order_life import (
+    Handle,
+    accepted,
+    current,
+    make_order,
+    ready,
+    release,
+    running,
+    seen,
+    start,
+    task_queue,
+)
 from workflows.backorder import BackorderWorkflow
-from workflows.messages import AllotmentSignal, BackorderStatus, BackorderSummary, CancelRequest
+from workflows.messages import AllotmentSignal, BackorderStatus, CancelRequest
 
 pytestmark = pytest.mark.e2e
-
-Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
-
-
-async def seen(handle: Handle, event: EventType.ValueType) -> None:
-    """Until a workflow task has completed after the latest `event`: the workflow has it."""
-    for _ in range(200):
-        events = [e.event_type async for e in handle.fetch_history_events()]
-        last = max((i for i, e in enumerate(events) if e == event), default=None)
-        if last is not None and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in events[last:]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the workflow never handled {EventType.Name(event)}")
-
-
-async def accepted(handle: Handle) -> None:
-    for _ in range(200):
-        if (await handle.query(BackorderWorkflow.status)).log:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the order was never accepted")
 
 
 async def test_stock_allotted_while_a_cancel_is_voiding_goes_back_and_is_voided_once(

@@ -254,3 +254,41 @@ def test_the_summary_shows_the_ftc_state_deadline_and_next_duties() -> None:
     assert [(d.kind, d.at, d.refund_by) for d in view.upcoming] == [
         (DutyKind.FTC_CANCEL, day(60), date("2026-03-17"))
     ]
+
+
+# -- the clock runs from when the order was placed (16 CFR 435.1(c), 435.2(a)) -------------------
+
+
+def test_the_deadline_counts_from_placed_at_not_from_acceptance() -> None:
+    placed = ACCEPTED - dt.timedelta(days=11)  # the order system handed it over late
+    state = ScheduleState(accepted_at=ACCEPTED, ordered_at=placed)
+    assert original_deadline(state, FTC_ONLY) == placed + dt.timedelta(days=30)
+    assert summary(state, FTC_ONLY).ftc_deadline == placed + dt.timedelta(days=30)
+
+
+def test_a_late_order_whose_notice_is_already_due_gets_it_at_once() -> None:
+    placed = ACCEPTED - dt.timedelta(days=28)  # notice 3 days before day 30: already past
+    state = ScheduleState(accepted_at=ACCEPTED, ordered_at=placed)
+    duties = [d for d in due(state, FTC_ONLY, ACCEPTED) if d.kind in FTC_KINDS]
+    assert [d.kind for d in duties] == [DutyKind.FTC_DELAY_NOTICE]
+    assert duties[0].at == placed + dt.timedelta(days=27)
+
+
+def test_a_credit_application_gives_fifty_days() -> None:
+    placed = ACCEPTED - dt.timedelta(days=2)
+    state = ScheduleState(accepted_at=ACCEPTED, ordered_at=placed, applied_for_credit=True)
+    assert original_deadline(state, FTC_ONLY) == placed + dt.timedelta(days=50)
+    stated = state.model_copy(update={"stated_ship_date": date("2026-01-20")})
+    assert original_deadline(stated, FTC_ONLY) == midnight("2026-01-21")  # stated wins
+
+
+def test_orders_accepted_before_placed_at_was_kept_keep_their_acceptance_clock() -> None:
+    state = ScheduleState(accepted_at=ACCEPTED)
+    assert original_deadline(state, FTC_ONLY) == ACCEPTED + dt.timedelta(days=30)
+
+
+def test_the_operator_flag_runs_on_the_ftc_clock() -> None:
+    placed = ACCEPTED - dt.timedelta(days=20)
+    state = ScheduleState(accepted_at=ACCEPTED, ordered_at=placed)
+    flag = next(d for d in upcoming(state, BackorderPolicy()) if d.kind is DutyKind.FTC_EXCEPTION)
+    assert flag.at == placed + dt.timedelta(days=25)
