@@ -9,7 +9,8 @@ backorder inventory adjust SKU LOC DELTA      count correction (DELTA may be neg
 backorder inventory po PO SKU LOC QTY         a purchase order expected [--date YYYY-MM-DD]
 backorder inventory po-update PO              new --date and/or --quantity of a purchase order
 backorder inventory po-cancel PO              the purchase order will not arrive
-backorder inventory po-received PO            the purchase order arrived [--quantity N]
+backorder inventory po-received PO            units of the purchase order arrived [--quantity N]
+backorder inventory po-close PO               no more of the purchase order will come [--reason R]
 backorder inventory location ID               define a store or warehouse [--rank N] [--pickup]
 backorder inventory product SKU               define a product's backorder switches
 backorder inventory load FILE.jsonl           send a feed file, one JSON event a line (- = stdin)
@@ -59,6 +60,7 @@ from domain.inventory import (
     MAX_EVENTS_PER_BATCH,
     EventStatus,
     FutureReceiptCancelled,
+    FutureReceiptClosed,
     FutureReceiptPlanned,
     FutureReceiptReceived,
     FutureReceiptUpdated,
@@ -214,7 +216,10 @@ async def order_status(client: Client, settings: Settings, args: argparse.Namesp
             + (f"; PROBLEM: {p.problem}" if p.problem else "")
         )
     expected = status.expected_ship_date or "unknown"
-    print(f"  expected ship date {expected}, FTC {status.ftc_state.value}")
+    deadline = ""
+    if status.schedule is not None:  # the deadline the FTC rule measures the order against
+        deadline = f" (shipping deadline {status.schedule.ftc_deadline:%Y-%m-%d %H:%M} UTC)"
+    print(f"  expected ship date {expected}, FTC {status.ftc_state.value}{deadline}")
     if status.schedule is not None:
         for duty in status.schedule.upcoming:
             print(f"  next {duty.kind.value}: {duty.at:%Y-%m-%d %H:%M} UTC")
@@ -418,6 +423,10 @@ def event_from_args(args: argparse.Namespace) -> InventoryEvent:
                 return FutureReceiptReceived.model_validate(
                     common | _given(receipt_id=args.receipt_id, quantity=args.quantity)
                 )
+            case "po-close":
+                return FutureReceiptClosed.model_validate(
+                    common | _given(receipt_id=args.receipt_id, reason=args.reason)
+                )
             case "location":
                 return LocationDefined.model_validate(
                     common
@@ -456,8 +465,10 @@ def describe_event(event: InventoryEvent) -> str:
         case FutureReceiptCancelled():
             return f"{event.receipt_id} ({event.reason})"
         case FutureReceiptReceived():
-            units = f"{event.quantity} units" if event.quantity else "all units"
+            units = f"{event.quantity} units" if event.quantity else "all units still to come"
             return f"{event.receipt_id}, {units}"
+        case FutureReceiptClosed():
+            return f"{event.receipt_id} closed ({event.reason})"
         case LocationDefined():
             pickup = "pickup" if event.pickup else "no pickup"
             return f"{event.location_id}, rank {event.rank}, {pickup}"
@@ -731,15 +742,30 @@ def add_inventory_commands(sub: Any) -> None:
     po_update.add_argument(
         "--date", metavar="YYYY-MM-DD", type=date.fromisoformat, help="YYYY-MM-DD"
     )
-    po_update.add_argument("--quantity", type=int)
+    po_update.add_argument(
+        "--quantity", type=int, help="the purchase order's whole quantity, units received included"
+    )
 
     po_cancel = event("po-cancel", "the purchase order will not arrive")
     po_cancel.add_argument("receipt_id", metavar="RECEIPT_ID")
     po_cancel.add_argument("--reason", help="default: purchase order cancelled")
 
-    po_received = event("po-received", "the purchase order arrived: its units are on hand")
+    po_received = event(
+        "po-received",
+        "units of the purchase order arrived and are on hand; the rest stays open",
+    )
     po_received.add_argument("receipt_id", metavar="RECEIPT_ID")
-    po_received.add_argument("--quantity", type=int, help="units received (default: all)")
+    po_received.add_argument(
+        "--quantity", type=int, help="units received (default: all still to come)"
+    )
+
+    po_close = event(
+        "po-close",
+        "no more of the purchase order will come (closed short): orders promised the rest"
+        " wait again",
+    )
+    po_close.add_argument("receipt_id", metavar="RECEIPT_ID")
+    po_close.add_argument("--reason", help="default: purchase order closed short")
 
     location = event("location", "define a store or warehouse (the whole definition)")
     location.add_argument("location_id", metavar="LOCATION_ID")

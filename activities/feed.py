@@ -22,6 +22,7 @@ from domain.inventory import (
     EventOutcome,
     EventStatus,
     FutureReceiptCancelled,
+    FutureReceiptClosed,
     FutureReceiptPlanned,
     FutureReceiptReceived,
     FutureReceiptUpdated,
@@ -72,9 +73,13 @@ class _Receipt:
     sku: str
     location: str
     quantity: int
+    """Units still to come."""
     reserved: int
+    """Units of `quantity` promised to orders."""
     expected_date: dt.date | None
     status: str
+    received: int
+    """Units received so far."""
 
 
 async def apply_events(
@@ -134,7 +139,8 @@ async def _lock_rows(conn: AsyncConnection[Any], events: Sequence[InventoryEvent
                 FutureReceiptPlanned
                 | FutureReceiptUpdated
                 | FutureReceiptCancelled
-                | FutureReceiptReceived,
+                | FutureReceiptReceived
+                | FutureReceiptClosed,
             )
         }
     )
@@ -154,6 +160,8 @@ async def _lock_rows(conn: AsyncConnection[Any], events: Sequence[InventoryEvent
         if isinstance(e, StockReceived | StockAdjusted):
             keys.add((e.sku, e.location))
         elif (
+            # (a close changes its receipt only: it needs no stock row, and the allocator's
+            # pass does not lock its sku's rows up front)
             isinstance(e, FutureReceiptUpdated | FutureReceiptCancelled | FutureReceiptReceived)
             and e.receipt_id in where
         ):
@@ -228,6 +236,8 @@ async def _apply(conn: AsyncConnection[Any], event: InventoryEvent, change: _Cha
             await _cancel(conn, event, change)
         case FutureReceiptReceived():
             await _receive(conn, event, change)
+        case FutureReceiptClosed():
+            await _close(conn, event, change)
         case LocationDefined():
             await conn.execute(
                 """
@@ -357,7 +367,7 @@ async def _plan(conn: AsyncConnection[Any], event: FutureReceiptPlanned) -> None
 async def _receipt(conn: AsyncConnection[Any], receipt_id: str) -> _Receipt | None:
     cur = await conn.execute(
         """
-        SELECT sku, location, quantity, reserved, expected_date, status
+        SELECT sku, location, quantity, reserved, expected_date, status, received
           FROM future_receipts WHERE receipt_id = %s
         """,
         (receipt_id,),
@@ -365,8 +375,10 @@ async def _receipt(conn: AsyncConnection[Any], receipt_id: str) -> _Receipt | No
     row = await cur.fetchone()
     if row is None:
         return None
-    sku, location, quantity, reserved, expected_date, status = row
-    return _Receipt(sku, location, int(quantity), int(reserved), expected_date, status)
+    sku, location, quantity, reserved, expected_date, status, received = row
+    return _Receipt(
+        sku, location, int(quantity), int(reserved), expected_date, status, int(received)
+    )
 
 
 async def _open_receipt(conn: AsyncConnection[Any], receipt_id: str) -> _Receipt:
@@ -377,20 +389,22 @@ async def _open_receipt(conn: AsyncConnection[Any], receipt_id: str) -> _Receipt
             f"unknown future receipt {receipt_id}: plan it with a future_receipt event first",
         )
     if receipt.status != "open":
+        state = "received in full" if receipt.status == "received" else receipt.status
         raise _Rejected(
             Rejection.RECEIPT_CLOSED,
             f"future receipt {receipt_id} (sku {receipt.sku} at {receipt.location})"
-            f" was already {receipt.status}",
+            f" was already {state}",
         )
     return receipt
 
 
 async def _holders(conn: AsyncConnection[Any], receipt_id: str) -> list[str]:
-    """The orders holding reserved units of the receipt, by order_id."""
+    """The orders holding promised units of the receipt's open rest, by order_id (units of it
+    received already are stock reservations: those orders have been told)."""
     cur = await conn.execute(
         """
         SELECT DISTINCT order_id FROM reservations
-         WHERE receipt_id = %s AND state = 'reserved'
+         WHERE receipt_id = %s AND state = 'reserved' AND source = 'future'
          ORDER BY order_id
         """,
         (receipt_id,),
@@ -407,12 +421,27 @@ async def _tell(
 
 async def _update(conn: AsyncConnection[Any], event: FutureReceiptUpdated, change: _Change) -> None:
     receipt = await _open_receipt(conn, event.receipt_id)
-    if event.quantity is not None and event.quantity < receipt.reserved:
-        raise _Rejected(
-            Rejection.WOULD_TAKE_RESERVED,
-            f"{receipt.reserved} units of future receipt {event.receipt_id} are promised to"
-            f" orders; the new quantity {event.quantity} cannot be below that",
-        )
+    rest = None  # the new quantity still to come
+    if event.quantity is not None:
+        rest = event.quantity - receipt.received
+        if rest <= 0:
+            raise _Rejected(
+                Rejection.OVER_RECEIPT,
+                f"{receipt.received} units of future receipt {event.receipt_id} were already"
+                f" received; a quantity of {event.quantity} leaves nothing to come:"
+                " close it with future_receipt_close",
+            )
+        if rest < receipt.reserved:
+            after = (
+                f" leaves {rest} to come after the {receipt.received} received"
+                if receipt.received
+                else " cannot be below that"
+            )
+            raise _Rejected(
+                Rejection.WOULD_TAKE_RESERVED,
+                f"{receipt.reserved} units of future receipt {event.receipt_id} are promised to"
+                f" orders; the new quantity {event.quantity}{after}",
+            )
     slipped = (
         event.expected_date is not None
         and receipt.expected_date is not None
@@ -426,7 +455,7 @@ async def _update(conn: AsyncConnection[Any], event: FutureReceiptUpdated, chang
                updated_at = now()
          WHERE receipt_id = %s
         """,
-        (event.quantity, event.expected_date, event.receipt_id),
+        (rest, event.expected_date, event.receipt_id),
     )
     if slipped:
         await _tell(conn, change, event.receipt_id, ReceiptStatus.SLIPPED)
@@ -449,40 +478,152 @@ async def _cancel(
     change.skus.add(receipt.sku)
 
 
-async def _receive(
-    conn: AsyncConnection[Any], event: FutureReceiptReceived, change: _Change
-) -> None:
+async def _close(conn: AsyncConnection[Any], event: FutureReceiptClosed, change: _Change) -> None:
+    """Nothing more will come: the rest (kept in `quantity` for the record) is promised to no
+    one new, and the orders promised units of it are told, as for a cancelled receipt, and
+    release their reservations themselves. Units received before stay theirs."""
     receipt = await _open_receipt(conn, event.receipt_id)
-    received = event.quantity if event.quantity is not None else receipt.quantity
-    if received < receipt.reserved:
-        raise _Rejected(
-            Rejection.WOULD_TAKE_RESERVED,
-            f"{receipt.reserved} units of future receipt {event.receipt_id} are promised to"
-            f" orders; received {received}: lower the promise first",
-        )
-    # What orders were promised from the receipt stays theirs, now as stock on hand.
-    await _add_stock(conn, receipt.sku, receipt.location, received, receipt.reserved)
     await conn.execute(
         """
-        UPDATE reservations SET source = 'current'
-         WHERE receipt_id = %s AND state = 'reserved' AND source = 'future'
-        """,
-        (event.receipt_id,),
-    )
-    await conn.execute(
-        """
-        UPDATE future_receipts SET status = 'received', updated_at = now()
+        UPDATE future_receipts SET status = 'closed', updated_at = now()
          WHERE receipt_id = %s
         """,
         (event.receipt_id,),
+    )
+    await _tell(conn, change, event.receipt_id, ReceiptStatus.CANCELLED)
+    change.skus.add(receipt.sku)
+
+
+@dataclass
+class _Holding:
+    """One order's promise from a future receipt: its future reservations, oldest first."""
+
+    order_id: str
+    rows: list[tuple[int, int]] = field(default_factory=list)
+    """(reservation id, units)"""
+
+    @property
+    def units(self) -> int:
+        return sum(units for _, units in self.rows)
+
+
+async def _holdings(conn: AsyncConnection[Any], receipt_id: str) -> list[_Holding]:
+    """The promises on the receipt's open rest, per order, first promised first."""
+    cur = await conn.execute(
+        """
+        SELECT id, order_id, quantity FROM reservations
+         WHERE receipt_id = %s AND state = 'reserved' AND source = 'future'
+         ORDER BY id
+           FOR UPDATE
+        """,
+        (receipt_id,),
+    )
+    by_order: dict[str, _Holding] = {}
+    for row_id, order_id, units in await cur.fetchall():
+        by_order.setdefault(order_id, _Holding(order_id)).rows.append((int(row_id), int(units)))
+    return list(by_order.values())
+
+
+async def _receive(
+    conn: AsyncConnection[Any], event: FutureReceiptReceived, change: _Change
+) -> None:
+    """Units of the receipt arrived (all that is still to come, or a part).
+
+    An order's future shipment can only turn ready as a whole, so promises move to stock on
+    hand whole, per order, first promised first: an order whose whole promise from this
+    receipt fits in what is left of the delivery has its reservations turned into stock
+    reservations and is told the receipt arrived; an order whose promise does not fit keeps
+    it on the open rest and hears nothing. If the rest cannot hold the promises left on it,
+    units of this delivery stay reserved for the first of those orders (as stock reserved on
+    hand, still under the receipt's id, so the order's release finds them). The units left
+    over are free stock: the pass that follows hands them on.
+    """
+    receipt = await _open_receipt(conn, event.receipt_id)
+    units = receipt.quantity if event.quantity is None else event.quantity
+    where = f"future receipt {event.receipt_id} (sku {receipt.sku} at {receipt.location})"
+    if units > receipt.quantity:
+        before = f", {receipt.received} received before" if receipt.received else ""
+        raise _Rejected(
+            Rejection.OVER_RECEIPT,
+            f"received {units} units of {where}, but only {receipt.quantity} are still to"
+            f" come{before}: book the surplus as a receipt, or raise the purchase order's"
+            " quantity with future_receipt_update first",
+        )
+    rest = receipt.quantity - units
+
+    left = units
+    arrived: list[_Holding] = []
+    waiting: list[_Holding] = []
+    for holding in await _holdings(conn, event.receipt_id):
+        if holding.units <= left:
+            arrived.append(holding)
+            left -= holding.units
+        else:
+            waiting.append(holding)
+    whole = {row_id: held for h in arrived for row_id, held in h.rows}  # rows now on hand
+
+    # Never more promised on the receipt than is still to come.
+    parts: list[tuple[int, int]] = []  # (reservation id, units of it now on hand)
+    keep = receipt.reserved - sum(whole.values()) - rest
+    for holding in waiting:
+        for row_id, held in holding.rows:
+            if keep <= 0:
+                break
+            if held <= keep:
+                whole[row_id] = held
+            else:
+                parts.append((row_id, keep))
+            keep -= min(held, keep)
+    if keep > 0:  # the receipt counts promises no reservation holds: never guess
+        raise _Rejected(
+            Rejection.WOULD_TAKE_RESERVED,
+            f"{where} counts {receipt.reserved} units promised, more than its reservations"
+            " hold: the ledger needs repair before this receipt",
+        )
+    arrived += [h for h in waiting if all(row_id in whole for row_id, _ in h.rows)]
+    moved = sum(whole.values()) + sum(part for _, part in parts)
+
+    await _add_stock(conn, receipt.sku, receipt.location, units, moved)
+    if whole:
+        await conn.execute(
+            "UPDATE reservations SET source = 'current' WHERE id = ANY(%s)", (sorted(whole),)
+        )
+    for row_id, part in parts:
+        # The part on hand becomes a reservation of its own; the rest of the row still waits.
+        await conn.execute(
+            """
+            INSERT INTO reservations (key, order_id, line_id, sku, location, quantity, source,
+                                      receipt_id, created_at)
+            SELECT key, order_id, line_id, sku, location, %s, 'current', receipt_id, created_at
+              FROM reservations
+             WHERE id = %s
+            """,
+            (part, row_id),
+        )
+        await conn.execute(
+            "UPDATE reservations SET quantity = quantity - %s WHERE id = %s", (part, row_id)
+        )
+    await conn.execute(
+        """
+        UPDATE future_receipts
+           SET quantity = quantity - %s,
+               received = received + %s,
+               reserved = reserved - %s,
+               status = CASE WHEN quantity = %s THEN 'received' ELSE status END,
+               updated_at = now()
+         WHERE receipt_id = %s
+        """,
+        (units, units, moved, units, event.receipt_id),
     )
     await _movement(
         conn,
         event.event_id,
         receipt.sku,
         receipt.location,
-        received,
-        f"future receipt {event.receipt_id} received",
+        units,
+        f"future receipt {event.receipt_id} received"
+        + (f" in part, {rest} still to come" if rest else ""),
     )
-    await _tell(conn, change, event.receipt_id, ReceiptStatus.ARRIVED)
+    for order_id in sorted(h.order_id for h in arrived):
+        change.notices.append((order_id, event.receipt_id, ReceiptStatus.ARRIVED))
     change.skus.add(receipt.sku)

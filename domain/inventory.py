@@ -75,6 +75,7 @@ class FutureReceiptUpdated(_Event):
     receipt_id: Identifier
     expected_date: dt.date | None = None
     quantity: Units | None = None
+    """The purchase order's whole quantity, units already received included."""
 
     @model_validator(mode="after")
     def _changes_something(self) -> FutureReceiptUpdated:
@@ -92,13 +93,24 @@ class FutureReceiptCancelled(_Event):
 
 
 class FutureReceiptReceived(_Event):
-    """The future receipt arrived: its units become stock on hand, and what orders were
-    promised from it stays theirs (their future shipments turn ready)."""
+    """Units of the future receipt arrived: they become stock on hand. A receipt may come in
+    parts: each part turns the promises of the orders it covers in full (first promised, first
+    served) into stock and their future shipments ready; the rest stays open with its date and
+    keeps its promises. More than is still to come is rejected (`over_receipt`)."""
 
     type: Literal["future_receipt_received"] = "future_receipt_received"
     receipt_id: Identifier
     quantity: Units | None = None
-    """Units actually received; None: the receipt's quantity."""
+    """Units received this time; None: everything still to come."""
+
+
+class FutureReceiptClosed(_Event):
+    """No more units of the future receipt will come (a purchase order closed short, after
+    none, some or most of it arrived): orders promised units of the open rest wait again."""
+
+    type: Literal["future_receipt_close"] = "future_receipt_close"
+    receipt_id: Identifier
+    reason: Reason = "purchase order closed short"
 
 
 class LocationDefined(_Event):
@@ -127,6 +139,7 @@ InventoryEvent = Annotated[
     | FutureReceiptUpdated
     | FutureReceiptCancelled
     | FutureReceiptReceived
+    | FutureReceiptClosed
     | LocationDefined
     | ProductDefined,
     Field(discriminator="type"),
@@ -160,7 +173,10 @@ class Rejection(StrEnum):
     UNKNOWN_LOCATION = "unknown_location"
     UNKNOWN_RECEIPT = "unknown_receipt"
     RECEIPT_CLOSED = "receipt_closed"
-    """The future receipt was already received or cancelled."""
+    """The future receipt was already received in full, closed or cancelled."""
+    OVER_RECEIPT = "over_receipt"
+    """More units than the future receipt still has to come: a receipt above its open
+    quantity, or a new quantity that leaves nothing to come after what was received."""
     RECEIPT_EXISTS = "receipt_exists"
     """A future receipt with this id exists for another sku or location."""
     WOULD_TAKE_RESERVED = "would_take_reserved"
@@ -193,7 +209,9 @@ class ReceiptStatus(StrEnum):
     """What became of a future receipt, as told to the orders promised its units."""
 
     ARRIVED = "arrived"
+    """Every unit the order was promised from it is on hand now."""
     CANCELLED = "cancelled"
+    """The units the order was promised from it will never come (cancelled, or closed short)."""
     SLIPPED = "slipped"
     """Now expected later than promised (or no longer dated)."""
 

@@ -1,9 +1,11 @@
 """The inventory feed file and the inventory, check and allocator commands, without Temporal:
-the allocator's answers are faked at `send_inventory`, `run_check` and `allocator_status`."""
+the allocator's answers are faked at `send_inventory`, `run_check` and `allocator_status`; and
+the purchase-order commands end to end, on the Temporal dev server with real order workflows."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import io
 import json
@@ -12,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 
 import starter
 from activities.contracts import AllocationCheck, DeliveryReport, PassReport
@@ -24,6 +28,7 @@ from domain.inventory import (
     EventOutcome,
     EventStatus,
     FutureReceiptCancelled,
+    FutureReceiptClosed,
     FutureReceiptPlanned,
     FutureReceiptReceived,
     FutureReceiptUpdated,
@@ -48,7 +53,10 @@ from runtime.inventory_file import (
     read_events,
     summarise,
 )
+from tests.test_allocator_e2e import eventually, released, rows, shop
 from workflows.allocator_messages import AllocatorStatus, FeedResult, PassLog, PassOutcome
+from workflows.backorder import BackorderWorkflow
+from workflows.messages import BackorderStatus
 
 
 def receipt(event_id: str, quantity: int = 5, sku: str = "KTP") -> str:
@@ -102,7 +110,8 @@ def test_read_events_keeps_the_good_lines_and_names_each_bad_one() -> None:
 def test_every_event_type_is_known_and_the_reasons_drop_the_union_tag() -> None:
     assert set(EVENT_TYPES) == {
         "receipt", "adjustment", "future_receipt", "future_receipt_update",
-        "future_receipt_cancel", "future_receipt_received", "location", "product",
+        "future_receipt_cancel", "future_receipt_received", "future_receipt_close", "location",
+        "product",
     }  # fmt: skip
     bad = [
         '{"type": "adjustment", "event_id": "a", "sku": "S", "location": "L", "delta": 0,'
@@ -150,6 +159,41 @@ def test_parse_line_reads_each_event_type() -> None:
         quantity=10,
         expected_date=dt.date(2026, 12, 1),
     )
+
+
+def test_the_purchase_order_lines_of_a_feed_file() -> None:
+    """A PO, a part of it received, the rest closed short: the JSON-lines form of each."""
+    events, bad = read_events(
+        [
+            '{"type": "future_receipt", "event_id": "p", "receipt_id": "PO-7", "sku": "KTP",'
+            ' "location": "DC", "quantity": 25, "expected_date": "2026-12-10"}',
+            '{"type": "future_receipt_received", "event_id": "r", "receipt_id": "PO-7",'
+            ' "quantity": 10}',
+            '{"type": "future_receipt_close", "event_id": "c", "receipt_id": "PO-7",'
+            ' "reason": "supplier short"}',
+            '{"type": "future_receipt_close", "event_id": "d", "receipt_id": "PO-8"}',
+            '{"type": "future_receipt_close", "event_id": "x", "receipt_id": "PO-9",'
+            ' "quantity": 3}',
+            '{"type": "future_receipt_close", "event_id": "y"}',
+        ]
+    )
+    assert [n.event for n in events] == [
+        FutureReceiptPlanned(
+            event_id="p",
+            receipt_id="PO-7",
+            sku="KTP",
+            location="DC",
+            quantity=25,
+            expected_date=dt.date(2026, 12, 10),
+        ),
+        FutureReceiptReceived(event_id="r", receipt_id="PO-7", quantity=10),
+        FutureReceiptClosed(event_id="c", receipt_id="PO-7", reason="supplier short"),
+        FutureReceiptClosed(event_id="d", receipt_id="PO-8", reason="purchase order closed short"),
+    ]
+    assert [str(b) for b in bad] == [
+        "line 5: quantity: Extra inputs are not permitted",
+        "line 6: receipt_id: Field required",
+    ]
 
 
 def numbered(n: int) -> list[NumberedEvent]:
@@ -287,6 +331,16 @@ def fields(event: InventoryEvent) -> dict[str, Any]:
             FutureReceiptReceived,
             {"receipt_id": "PO-7", "quantity": 95},
         ),
+        (
+            "po-close PO-7",
+            FutureReceiptClosed,
+            {"receipt_id": "PO-7", "reason": "purchase order closed short"},
+        ),
+        (
+            "po-close PO-7 --reason supplier-short",
+            FutureReceiptClosed,
+            {"receipt_id": "PO-7", "reason": "supplier-short"},
+        ),
         ("location DC", LocationDefined, {"location_id": "DC", "rank": 0, "pickup": False}),
         (
             "location S-1 --rank 2 --pickup",
@@ -332,6 +386,7 @@ def test_an_event_id_is_fresh_unless_given() -> None:
         ("po-update PO-7", "(event): a future receipt update needs an expected_date or a quantity"),
         ("location DC --rank -1", "rank: Input should be greater than or equal to 0"),
         ("po-received PO-7 --quantity 0", "quantity: Input should be greater than 0"),
+        ("po-close PO-7 --reason=", "reason: String should have at least 1 character"),
     ],
 )  # fmt: skip
 def test_a_bad_event_is_a_cli_error_naming_the_field(argv: str, message: str) -> None:
@@ -389,6 +444,14 @@ def test_schema_of_an_inventory_event_is_a_discriminated_union(
     receipt_schema = schema["$defs"]["StockReceived"]
     assert receipt_schema["additionalProperties"] is False
     assert {"event_id", "sku", "location", "quantity"} <= set(receipt_schema["required"])
+    close = schema["$defs"]["FutureReceiptClosed"]
+    assert schema["discriminator"]["mapping"]["future_receipt_close"].endswith(
+        "/FutureReceiptClosed"
+    )
+    assert set(close["required"]) == {"event_id", "receipt_id"}
+    assert set(close["properties"]) == {"event_id", "occurred_at", "type", "receipt_id", "reason"}
+    assert close["properties"]["reason"]["default"] == "purchase order closed short"
+    assert close["additionalProperties"] is False
 
     assert starter.main(["schema", "inventory-batch"]) == 0
     batch = json.loads(capsys.readouterr().out)
@@ -665,3 +728,104 @@ def test_allocator_status_table_json_and_no_allocator_yet(
         "backorder: no allocator for site eu yet (allocator-eu); the first inventory event or "
         "`backorder check --site eu` starts it\n"
     )
+
+
+# -- purchase orders received in parts and closed short, end to end ---------------------------
+
+
+@pytest.mark.e2e
+async def test_a_po_received_in_part_and_closed_short_sends_its_order_back_to_wait(
+    dev_env: WorkflowEnvironment,
+    pg_pool: AsyncConnectionPool,
+    pg_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 25-unit PO promised to A (10, placed first) and B (15). `po-received --quantity 10`
+    ships A and leaves B waiting on the open rest; the PO closed short (the feed file's line)
+    sends B back to backorder with a fresh expected date, its units given back; a later
+    receipt releases B. Nothing is lost: the ledger balances at the end."""
+    async with shop(dev_env, pg_pool, pg_dsn, future_inventory=True) as s:
+        target = dev_env.client.service_client.config.target_host
+        monkeypatch.setenv("BACKORDER_TEMPORAL__TARGET", target)
+        monkeypatch.setenv("BACKORDER_TEMPORAL__TASK_QUEUE", s.settings.temporal.task_queue)
+
+        async def cli(*argv: str) -> tuple[int, str, str]:
+            code = await asyncio.to_thread(starter.main, [*argv, "--site", s.site])
+            out, err = capsys.readouterr()
+            return code, out, err
+
+        await s.define()
+        now = await dev_env.get_current_time()  # placed just now: well within the FTC rule
+        a = await s.place(now - dt.timedelta(minutes=2), 10)
+        b = await s.place(now - dt.timedelta(minutes=1), 15)
+        today = now.date()
+        po = f"PO-{s.sku}"
+        expected = today + dt.timedelta(days=5)
+        code, _, err = await cli(
+            "inventory", "po", po, s.sku, s.location, "25", "--date", expected.isoformat()
+        )
+        assert code == 0, err
+        waiting = BackorderStatus.AWAITING_RECEIPT
+        await released(a, 10, waiting)
+        await released(b, 15, waiting)
+
+        code, out, err = await cli("inventory", "po-received", po, "--quantity", "10")
+        assert code == 0, err
+        assert f"{po}, 10 units\n  {s.sku} at {s.location}: on hand 10, reserved 10" in out
+        assert (await a.result()).status is BackorderStatus.COMPLETED
+        held_b = await b.query(BackorderWorkflow.status)
+        assert held_b.status is waiting and held_b.expected_ship_date == expected
+        assert await s.held(b.id[10:]) == 15
+
+        feed = tmp_path / "close.jsonl"
+        feed.write_text(
+            json.dumps(
+                {
+                    "type": "future_receipt_close",
+                    "event_id": f"close-{po}",
+                    "receipt_id": po,
+                    "reason": "supplier short",
+                }
+            )
+            + "\n"
+        )
+        code, out, err = await cli("inventory", "load", str(feed))
+        assert (code, out) == (0, "applied 1, duplicate 0, rejected 0 of 1 lines\n"), err
+        back = await released(b, 0, BackorderStatus.BACKORDERED)
+        assert back.expected_ship_date == today + dt.timedelta(days=2)  # the policy's default
+        assert any(po in e.detail and "waits again" in e.detail for e in back.log)
+        await eventually(lambda: s.held(b.id[10:]), lambda held: held == 0)
+        assert await rows(
+            pg_dsn, "SELECT quantity_open FROM demand WHERE order_id = %s", b.id[10:]
+        ) == [(15,)]
+
+        code, _, err = await cli("inventory", "po-received", po)
+        assert code == 1
+        assert "rejected future_receipt_received" in err and "was already closed" in err
+
+        code, _, err = await cli("inventory", "receipt", s.sku, s.location, "15")
+        assert code == 0, err
+        assert (await b.result()).status is BackorderStatus.COMPLETED
+    assert await s.stock() == (25, 25)
+    assert await rows(
+        pg_dsn,
+        "SELECT status, quantity, received, reserved FROM future_receipts WHERE receipt_id = %s",
+        po,
+    ) == [("closed", 15, 10, 0)]
+    assert await rows(
+        pg_dsn,
+        "SELECT order_id, source, receipt_id, quantity, state FROM reservations"
+        " WHERE sku = %s ORDER BY id",
+        s.sku,
+    ) == [
+        (a.id[10:], "current", po, 10, "reserved"),
+        (b.id[10:], "future", po, 15, "released"),
+        (b.id[10:], "current", None, 15, "reserved"),
+    ]
+    assert await rows(
+        pg_dsn,
+        "SELECT delta, reason FROM stock_movements WHERE sku = %s ORDER BY id",
+        s.sku,
+    ) == [(10, f"future receipt {po} received in part, 15 still to come"), (15, "receipt")]
