@@ -60,6 +60,7 @@ from workflows.messages import (
 Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
 
 AT_ORDER = BackorderPolicy(payment_timing=PaymentTiming.AT_ORDER)
+SHIPPED_KINDS = (c.NoticeKind.PARTLY_SHIPPED, c.NoticeKind.SHIPPED)
 LONG_HOLD = BackorderPolicy(reauth_interval_days=365)
 """With an authorisation that lasts 200 days: no re-authorisation within a test."""
 
@@ -868,6 +869,57 @@ async def test_cancelled_receipt_sends_its_shipment_back_to_backorder(
         BackorderStatus.BACKORDERED,
         BackorderStatus.AWAITING_RECEIPT,
         BackorderStatus.BACKORDERED,
+    ]
+
+
+async def test_a_purchase_order_received_in_parts_readies_only_the_shipments_it_arrived_for(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """PO-1 arrives in part for S1; S2 is promised later from PO-1's rest and from PO-2. PO-2
+    arriving does not ready S2 (its PO-1 units are still to come); the rest of PO-1 does, with
+    its own "shipped" notice."""
+    env = time_skipping_env
+    t0 = await env.get_current_time()
+    clock = Clock(env, t0)
+    day20 = (t0 + dt.timedelta(days=20)).date()
+    order = make_order(t0, [("B", 4, "5.00"), ("C", 1, "5.00")], paid="25.00")
+    world = World()
+    queue = task_queue()
+
+    def news(pass_id: str, receipt: str) -> AllotmentSignal:
+        arrived = ReceiptChange(receipt_id=receipt, status=ReceiptStatus.ARRIVED)
+        return AllotmentSignal(pass_id=pass_id, receipts=(arrived,))
+
+    async with running(env, world, queue):
+        handle = await start(env, order, queue)
+        await clock.until(1)
+        s1 = incoming(day20, future("L1", "B", 2, "PO-1", day20))
+        first = release(order.order_id, [("L1", "B", 2, 2)], s1)
+        await handle.signal(
+            BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=first)
+        )
+        await handle.signal(BackorderWorkflow.allotment, news("P2", "PO-1"))  # S1's part
+        await clock.until(2)
+        s2 = incoming(
+            day20, future("L1", "B", 2, "PO-1", day20), future("L2", "C", 1, "PO-2", day20)
+        )
+        second = release(order.order_id, [("L1", "B", 2, 0), ("L2", "C", 1, 0)], s2)
+        await handle.signal(
+            BackorderWorkflow.allotment, AllotmentSignal(pass_id="P3", release=second)
+        )
+        await handle.signal(BackorderWorkflow.allotment, news("P4", "PO-2"))
+        await clock.until(3)
+        waiting = await handle.query(BackorderWorkflow.status)
+        await handle.signal(BackorderWorkflow.allotment, news("P5", "PO-1"))  # the rest
+        summary = await handle.result()
+
+    assert [s.status for s in waiting.shipments] == [ShipmentStatus.READY, ShipmentStatus.FUTURE]
+    assert [s.status for s in summary.shipments] == [ShipmentStatus.READY] * 2
+    shipped = [n for n in world.applied("send_notice") if n.kind in SHIPPED_KINDS]
+    assert [n.kind for n in shipped] == [c.NoticeKind.PARTLY_SHIPPED, c.NoticeKind.SHIPPED]
+    assert world.payments() == [
+        ("capture", Decimal("10.00"), "auth-0"),
+        ("capture", Decimal("15.00"), "auth-0"),
     ]
 
 

@@ -105,6 +105,10 @@ CLAIM_ORDER_ID = "claim-the-order-id"
 so an order is accepted once whatever the entry point."""
 FTC_FROM_PLACED_AT = "ftc-clock-from-placed-at"
 """Patch: the FTC deadline runs from `placed_at` (and allows for credit applications)."""
+RECEIPT_NEWS_PER_SHIPMENT = "receipt-news-per-shipment"
+"""Patch: a receipt's arrival counts for the shipments waiting on it when the news came, not
+for ones promised later from the rest of a purchase order received in parts, and each pass's
+receipt news has steps of its own (the same receipt may arrive in several parts)."""
 WRONG_WORKFLOW_ID = "WrongWorkflowId"
 GATEWAY = {
     PaymentStep.AUTHORISE: c.AUTHORISE_PAYMENT,
@@ -452,7 +456,7 @@ class BackorderWorkflow:
         if signal.release is not None:
             await self._release(signal.release, f"pass-{signal.pass_id}")
         for change in signal.receipts:
-            await self._receipt(change)
+            await self._receipt(change, signal.pass_id)
 
     async def _release(self, release: OrderRelease, step: str) -> None:
         before = self._book
@@ -482,7 +486,7 @@ class BackorderWorkflow:
         await self._update_demand()
         await self._changed()
 
-    async def _receipt(self, change: ReceiptChange) -> None:
+    async def _receipt(self, change: ReceiptChange, pass_id: str) -> None:
         awaiting = [
             s
             for s in self._book.future_shipments
@@ -492,10 +496,16 @@ class BackorderWorkflow:
             self._note("receipt", f"{change.receipt_id} {change.status.value}: no shipment waits")
             return
         step = f"receipt-{change.receipt_id}-{change.status.value}"
+        per_shipment = workflow.patched(RECEIPT_NEWS_PER_SHIPMENT)
+        if per_shipment:
+            step = f"pass-{pass_id}/{step}"
         if change.status is ReceiptStatus.ARRIVED:
-            self._arrived.add(change.receipt_id)
+            if per_shipment:
+                self._arrived.update(f"{s.shipment_id}/{change.receipt_id}" for s in awaiting)
+            else:
+                self._arrived.add(change.receipt_id)
             for s in awaiting:
-                if all(a.receipt_id in self._arrived for a in s.allotments):
+                if all(self._has_arrived(s, a.receipt_id) for a in s.allotments):
                     self._book = self._book.receipt_arrived(s.shipment_id)
                     self._note("receipt", f"{change.receipt_id} arrived: {s.shipment_id} ships")
                     await self._ship([self._book.shipment(s.shipment_id)], step)
@@ -513,6 +523,13 @@ class BackorderWorkflow:
                 await self._publish(self._book.shipment(s.shipment_id), step)
             await self._update_demand()
         await self._changed()
+
+    def _has_arrived(self, shipment: BookedShipment, receipt_id: str | None) -> bool:
+        """Whether the receipt arrived for this shipment (plain receipt ids: news recorded
+        before `receipt-news-per-shipment`, which counted for every shipment)."""
+        return (
+            receipt_id in self._arrived or f"{shipment.shipment_id}/{receipt_id}" in self._arrived
+        )
 
     async def _ship(self, shipments: Iterable[BookedShipment], step: str) -> None:
         """Hand new or newly ready shipments to fulfilment, capture them, tell the customer."""

@@ -181,7 +181,8 @@ class CarriedState(Contract):
     passes: tuple[str, ...]
     """The latest allocation passes applied (a redelivered pass is recognised)."""
     arrived: tuple[str, ...]
-    """Receipts that arrived for future shipments still waiting on others."""
+    """Receipts that arrived for future shipments still waiting on others: `<shipment id>/<receipt
+    id>` (a plain receipt id: news recorded before the receipt-news-per-shipment patch)."""
     steps: int
     """Numbered steps taken so far (idempotency keys of cancels and demand updates)."""
     log: tuple[LogEntry, ...]
