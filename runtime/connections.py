@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, TLSConfig
 
 from config import Settings
 from workflows.converter import data_converter
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceUnreachable(RuntimeError):
@@ -50,13 +57,55 @@ async def connect_temporal(settings: Settings) -> Client:
         ) from None
 
 
+RECONNECT_WITHIN = 5.0
+"""Seconds a pool keeps retrying one lost connection (after 1 s, then 2 s...) before it gives
+up and starts over: it never waits more than about 2 s between attempts, however long the
+database was away (psycopg_pool's default keeps one series of attempts going for 5 minutes,
+their intervals doubling to 2 minutes: a database back after a minute's outage would only
+be noticed a minute later)."""
+
+
 async def open_pool(dsn: str, settings: Settings) -> AsyncConnectionPool:
-    pool = AsyncConnectionPool(
+    """The PostgreSQL pool of a worker, `backorder dev` and the sandbox gateway, ready to use.
+
+    It survives a PostgreSQL restart or failover without handing out dead connections: each
+    connection is checked (an empty query) as it leaves the pool, and the first dead one found
+    makes the pool check every idle connection at once (after a restart all of them are dead,
+    and one caller would otherwise try them one by one, backing off in between). Lost
+    connections are opened again, never waiting more than about 2 s between attempts
+    (`RECONNECT_WITHIN`), so the next caller after the database is back gets a connection."""
+    sweeps: set[asyncio.Task[None]] = set()
+
+    def sweep() -> None:
+        """Check every idle connection now, in the background, once at a time."""
+        if sweeps or pool.closed:
+            return
+        task = asyncio.create_task(pool.check(), name="backorder pool check")
+        sweeps.add(task)
+        task.add_done_callback(_done_sweep(sweeps))
+
+    async def check(conn: AsyncConnection[Any]) -> None:
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            sweep()
+            raise
+
+    async def start_over(failed: AsyncConnectionPool) -> None:
+        # A connection was given up after RECONNECT_WITHIN: the pool is short of it. `check()`
+        # also grows the pool again (fresh attempts, from 1 s) when it is below its size.
+        if not failed.closed:
+            await failed.check()
+
+    pool: AsyncConnectionPool = AsyncConnectionPool(
         dsn,
         min_size=settings.database.pool_min_size,
         max_size=settings.database.pool_max_size,
         open=False,
         name="backorder",
+        check=check,
+        reconnect_timeout=RECONNECT_WITHIN,
+        reconnect_failed=start_over,
     )
     try:
         await pool.open(wait=True, timeout=15)
@@ -64,3 +113,12 @@ async def open_pool(dsn: str, settings: Settings) -> AsyncConnectionPool:
         await pool.close()
         raise ServiceUnreachable(f"cannot connect to PostgreSQL: {err}") from None
     return pool
+
+
+def _done_sweep(sweeps: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        sweeps.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            logger.warning("checking the pool's idle connections failed: %s", err)
+
+    return done
