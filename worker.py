@@ -70,11 +70,12 @@ def activities(
     about the transport). `channel`: how notices leave the outbox; None keeps them there."""
     gateway = gateway or SandboxGateway(pool, settings.payments.sandbox_authorisation_days)
     wake = partial(ensure_notice_delivery, client, settings, wake=True) if channel else None
+    allocation = AllocationActivities(pool, settings, client)
     return [
-        *AllocationActivities(pool, settings, client).activities(),
+        *allocation.activities(),
         *ReadModelActivities(pool, settings.site).activities(),
         PolicyActivities(settings).load_policy,
-        *InventoryActivities(pool).activities(),
+        *InventoryActivities(pool, allocation.nudge_allocator).activities(),
         *PaymentActivities(gateway).activities(),
         *NoticeActivities(pool, settings.notifications.storefront, wake).activities(),
         *NoticeDeliveryActivities(pool, settings.notifications, channel).activities(),

@@ -10,7 +10,7 @@ orders after the same units queue instead of over-reserving, and nothing deadloc
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -73,8 +73,15 @@ def _receipts_wanted(allotments: Iterable[Allotment]) -> dict[str, list[Allotmen
 class InventoryActivities:
     """The ledger activities of the order workflow; they share the worker's connection pool."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        nudge: Callable[[contracts.NudgeRequest], Awaitable[Empty]] | None = None,
+    ) -> None:
+        """`nudge`: how to ask the site's allocator for a pass (None: never, in tests of the
+        ledger alone)."""
         self._pool = pool
+        self._nudge = nudge
 
     def activities(self) -> list[Callable[..., Any]]:
         """The bound activities, for the worker to register under their contract names."""
@@ -273,36 +280,63 @@ class InventoryActivities:
                 f" order {backorder.order_id}"
             )
         name = contracts.UPDATE_DEMAND.name
-        async with self._pool.connection() as conn, conn.transaction():
-            if not await claim(conn, request.key, name, request.order_id):
-                return Empty()
-            await conn.execute("DELETE FROM demand WHERE order_id = %s", (request.order_id,))
-            if backorder is None:
-                return Empty()
-            fulfillment = backorder.fulfillment
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    """
-                    INSERT INTO demand (order_id, line_id, sku, quantity_open, tier, placed_at,
-                                        fulfillment_type, pickup_location, shipments,
-                                        release_in_full, site)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                    """,
-                    [
-                        (
-                            backorder.order_id,
-                            ln.line_id,
-                            ln.sku,
-                            ln.quantity,
-                            backorder.tier,
-                            backorder.placed_at,
-                            fulfillment.type.value,
-                            fulfillment.pickup_location,
-                            backorder.shipments,
-                            backorder.release_in_full,
-                            request.site,
-                        )
-                        for ln in backorder.lines
-                    ],
-                )
+        async with self._pool.connection() as conn:
+            async with conn.transaction():
+                if await claim(conn, request.key, name, request.order_id):
+                    await self._replace_demand(conn, request)
+            free = await _free_stock(conn, request)  # a retry asks again: the first may have died
+        if free and self._nudge is not None:
+            # Stock that came in after the order read it, before its demand was written: the
+            # pass that handled it did not see this order. Ask for another at once (not: wait
+            # for the sweep); the allocator batches such asks into one pass.
+            check = contracts.AllocationCheck(
+                reason=f"order {request.order_id}: demand written with stock free",
+                order_ids=(request.order_id,),
+                skus=free,
+            )
+            await self._nudge(contracts.NudgeRequest(site=request.site, check=check))
         return Empty()
+
+    async def _replace_demand(self, conn: AsyncConnection[Any], request: DemandUpdate) -> None:
+        await conn.execute("DELETE FROM demand WHERE order_id = %s", (request.order_id,))
+        backorder = request.backorder
+        if backorder is None:
+            return
+        fulfillment = backorder.fulfillment
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """
+                INSERT INTO demand (order_id, line_id, sku, quantity_open, tier, placed_at,
+                                    fulfillment_type, pickup_location, shipments,
+                                    release_in_full, site)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                """,
+                [
+                    (
+                        backorder.order_id,
+                        ln.line_id,
+                        ln.sku,
+                        ln.quantity,
+                        backorder.tier,
+                        backorder.placed_at,
+                        fulfillment.type.value,
+                        fulfillment.pickup_location,
+                        backorder.shipments,
+                        backorder.release_in_full,
+                        request.site,
+                    )
+                    for ln in backorder.lines
+                ],
+            )
+
+
+async def _free_stock(conn: AsyncConnection[Any], request: DemandUpdate) -> tuple[str, ...]:
+    """The skus the order still waits for that have free units on hand somewhere (a pass may
+    take them for it)."""
+    if request.backorder is None:
+        return ()
+    cur = await conn.execute(
+        "SELECT DISTINCT sku FROM stock WHERE sku = ANY(%s) AND on_hand > reserved ORDER BY sku",
+        (sorted({ln.sku for ln in request.backorder.lines}),),
+    )
+    return tuple(row[0] for row in await cur.fetchall())

@@ -24,6 +24,7 @@ from activities.contracts import (
     AvailabilityRequest,
     DemandUpdate,
     Empty,
+    NudgeRequest,
     StockReservation,
 )
 from activities.feed import apply_events
@@ -646,3 +647,38 @@ async def _ledger_balances(pg_dsn: str) -> AsyncIterator[None]:
            HAVING f.reserved <> coalesce(sum(r.quantity), 0)""",
     )
     assert rows == []
+
+
+async def test_demand_written_while_stock_is_free_asks_the_allocator_for_a_pass(
+    pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    """The lost wake-up: stock arrived after the order read it and before its demand was
+    written, so the pass that handled the receipt did not see the order. Writing the demand
+    notices the free units and asks for a pass at once, for those skus (a retry asks again);
+    with nothing free it asks nothing."""
+    asked: list[NudgeRequest] = []
+
+    async def nudge(request: NudgeRequest) -> Empty:
+        asked.append(request)
+        return Empty()
+
+    ledger = InventoryActivities(pg_pool, nudge)
+    await seed_stock(pg_dsn, "LW-FREE", "LW-DC", 3)
+    await seed_stock(pg_dsn, "LW-TAKEN", "LW-DC", 0)  # all gone
+    waiting = backorder("LW-O1", ("1", "LW-FREE", 2), ("2", "LW-TAKEN", 1), ("3", "LW-NONE", 1))
+    update = DemandUpdate(
+        key="backorder-LW-O1/demand/1", order_id="LW-O1", backorder=waiting, site="north"
+    )
+    await env.run(ledger.update_demand, update)
+    await env.run(ledger.update_demand, update)  # a retry after the first died
+    taken = backorder("LW-O2", ("1", "LW-TAKEN", 1))
+    await env.run(
+        ledger.update_demand,
+        DemandUpdate(key="backorder-LW-O2/demand/1", order_id="LW-O2", backorder=taken),
+    )
+
+    assert [(r.site, r.check.skus, r.check.order_ids) for r in asked] == [
+        ("north", ("LW-FREE",), ("LW-O1",)),
+        ("north", ("LW-FREE",), ("LW-O1",)),
+    ]
+    assert len(await demand_rows(pg_dsn, "LW-O1")) == 3  # written once
