@@ -1,0 +1,154 @@
+"""The order's effects outside the workflow: stock, shipments, demand, notices, allocator checks,
+the read model and what operators see. Each is an idempotent activity keyed by workflow id and
+step, run after the pure order book, schedule and payment book have taken the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.order_state import OrderState
+from workflows.order_views import current_details, search_attributes, status_of
+from workflows.patches import NUDGE_WHEN_FREED
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from activities.read_model import ReadModelActivities
+    from domain.order_book import BookedShipment
+    from domain.planner import Allotment
+    from domain.schedule import record_cleared, record_expected_ship_date
+    from workflows.calls import UNTIL_IT_WORKS, call
+    from workflows.messages import OrderRecord
+
+
+class OrderEffects(OrderState):
+    async def _free(self, allotments: Iterable[Allotment], step: str) -> None:
+        """Release the stock, and offer it to the orders next in line at once (not at the next
+        sweep)."""
+        freed = tuple(allotments)
+        if freed:
+            await self._stock(c.RELEASE_STOCK, freed, step, "release-stock")
+            if workflow.patched(NUDGE_WHEN_FREED):
+                skus = tuple(sorted({a.sku for a in freed}))
+                await self._request_check(f"stock freed ({step})", skus)
+
+    async def _stock(
+        self,
+        contract: c.ActivityContract[c.StockReservation, c.Empty],
+        allotments: tuple[Allotment, ...],
+        *key: str,
+    ) -> None:
+        reservation = c.StockReservation(
+            key=self._key(*key), order_id=self._order.order_id, allotments=allotments
+        )
+        await call(contract, reservation)
+
+    async def _publish(self, shipment: BookedShipment, step: str) -> None:
+        await call(
+            c.PUBLISH_SHIPMENT,
+            c.ShipmentRequest(
+                key=self._key(step, "shipment", shipment.shipment_id),
+                order_id=self._order.order_id,
+                shipment=shipment,
+            ),
+        )
+
+    async def _update_demand(self) -> None:
+        """What still waits, for the allocator (None once nothing does)."""
+        await call(
+            c.UPDATE_DEMAND,
+            c.DemandUpdate(
+                key=self._key(self._step("demand")),
+                order_id=self._order.order_id,
+                backorder=self._book.open_backorder(self._order, self._tier),
+                site=self._site,
+            ),
+        )
+
+    async def _notify(
+        self,
+        kind: c.NoticeKind,
+        step: str,
+        items: tuple[c.NoticeItem, ...],
+        **details: object,
+    ) -> None:
+        order = self._order
+        notice = c.Notice.model_validate(
+            {
+                "key": self._key(step),
+                "kind": kind,
+                "order_id": order.order_id,
+                "order_number": order.order_number,
+                "email": order.customer.email,
+                "items": items,
+                "currency": order.currency,
+                **details,
+            }
+        )
+        await call(c.SEND_NOTICE, notice)
+
+    async def _request_check(self, reason: str, skus: tuple[str, ...] = ()) -> None:
+        await call(
+            c.REQUEST_CHECK,
+            c.CheckRequest(
+                order_id=self._order.order_id, reason=reason, site=self._site, skus=skus
+            ),
+        )
+        self._note("check", f"allocator asked to re-check: {reason}")
+
+    async def _changed(self, *, accepted: bool = False) -> None:
+        """After any change: the expected date, timers, status, search attributes, read model
+        (written on acceptance and on every change of status)."""
+        book = self._book
+        dates = [s.expected_date for s in book.future_shipments if s.expected_date]
+        if book.backordered_units and self._acceptance_eta is not None:
+            dates.append(self._acceptance_eta)
+        expected = max(dates, default=None)
+        if expected != self._schedule.expected_ship_date:
+            self._schedule = record_expected_ship_date(self._schedule, expected)
+        if book.settled and self._schedule.backordered:
+            self._schedule = record_cleared(self._schedule)
+        status = status_of(book)
+        moved = status is not self._status
+        if moved or accepted:
+            self._status, self._status_since = status, workflow.now()
+        self._publish_attributes()
+        if moved or accepted:
+            await self._record()
+
+    def _publish_attributes(self) -> None:
+        """Search attributes and current details: what operators see in the Temporal UI."""
+        workflow.upsert_search_attributes(
+            search_attributes(self._order, self._book, self._status, self._schedule, self._tier)
+        )
+        workflow.set_current_details(
+            current_details(
+                self._order,
+                self._book,
+                self._status,
+                self._status_since,
+                self._tier,
+                self._schedule,
+                self._policy,
+                self._payment,
+                accepted=self._accepted,
+            )
+        )
+
+    async def _record(self) -> None:
+        await workflow.execute_activity_method(
+            ReadModelActivities.record_order,
+            OrderRecord(
+                order=self._order,
+                workflow_id=workflow.info().workflow_id,
+                status=self._status,
+                status_since=self._status_since,
+                site=self._site,
+                tier=self._tier,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=UNTIL_IT_WORKS,
+        )

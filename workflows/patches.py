@@ -1,0 +1,24 @@
+"""The order workflow's patch ids, in one place with what each changed.
+
+Each id is recorded in the histories of the runs that took the new path, so it must never be
+renamed or dropped while such a run may still replay (tests/histories hold examples).
+"""
+
+NUDGE_WHEN_FREED = "nudge-allocator-when-stock-is-freed"
+"""Patch: releasing stock asks the allocator to hand it on, and a refused allotment re-syncs
+the demand index (histories recorded before this change replay without those calls)."""
+REFUND_NOTICE = "confirm-refunds-to-the-customer"
+"""A refund (payment at order) is confirmed by its own `refunded` notice after `cancelled`."""
+SETTLE_UNDER_LOCK = "settle-under-the-lock"
+"""Patch: the order's end runs under the lock after the inbox is drained (a cancel_order still
+voiding finishes first, stock allotted meanwhile goes back), and messages that arrive while it
+ends are answered before it returns."""
+CLAIM_ORDER_ID = "claim-the-order-id"
+"""Patch: before acceptance the workflow id is checked and the order id claimed in PostgreSQL,
+so an order is accepted once whatever the entry point."""
+FTC_FROM_PLACED_AT = "ftc-clock-from-placed-at"
+"""Patch: the FTC deadline runs from `placed_at` (and allows for credit applications)."""
+RECEIPT_NEWS_PER_SHIPMENT = "receipt-news-per-shipment"
+"""Patch: a receipt's arrival counts for the shipments waiting on it when the news came, not
+for ones promised later from the rest of a purchase order received in parts, and each pass's
+receipt news has steps of its own (the same receipt may arrive in several parts)."""
