@@ -29,3 +29,9 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .backorder .pytest_cache .mypy_cache .ruff_cache
+
+# The reliability suite (tests/reliability) as a longer soak: every experiment with 10x the
+# orders, receipts and cancels it runs in CI.
+.PHONY: chaos
+chaos: $(STAMP)
+	BACKORDER_CHAOS_SCALE=10 $(BIN)/pytest tests/reliability

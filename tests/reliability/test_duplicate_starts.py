@@ -1,6 +1,6 @@
-"""An order id is accepted once, whatever the entry point, the workflow id, or how long ago its
-first run ended: the real worker on the dev server, the claim in PostgreSQL, and the raw
-`temporal` CLI an order system without our Python would use."""
+"""Duplicate starts: an order id is accepted once, whatever the entry point, the workflow id, or
+how long ago its first run ended. The real worker on the dev server, the claim in PostgreSQL,
+and the raw `temporal` CLI an order system without our Python would use."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from config import Settings
 from embedded.process import find_binary
 from payments.sandbox import SandboxGateway
 from tests.checkout import checked_out
+from tests.reliability.invariants import check_invariants
 from worker import build_worker
 from workflows.backorder import WRONG_WORKFLOW_ID, BackorderWorkflow
 from workflows.messages import BackorderStatus, CancelRequest
@@ -72,7 +73,8 @@ async def test_an_ended_order_started_again_is_refused_having_done_nothing(
     dev_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, pg_dsn: str, settings: Settings
 ) -> None:
     now = await dev_env.get_current_time()
-    order = (await checked_out(pg_pool, SandboxGateway(pg_pool), now, "D")).order
+    checkout = await checked_out(pg_pool, SandboxGateway(pg_pool), now, "D")
+    order = checkout.order
     queue = settings.temporal.task_queue
     async with build_worker(dev_env.client, pg_pool, settings):
         first = await dev_env.client.start_workflow(
@@ -104,6 +106,12 @@ async def test_an_ended_order_started_again_is_refused_having_done_nothing(
     assert wrong.type == WRONG_WORKFLOW_ID
     assert f"must run as workflow {order.workflow_id}" in wrong.message
     assert await traces(pg_dsn, order.order_id) == before  # reserved, charged, told nothing
+    await check_invariants(
+        pg_dsn,
+        dev_env.client,
+        order_ids=[order.order_id],
+        initial_stock={(checkout.in_stock, "DC"): 5},  # put on hand by SQL at checkout
+    )
 
 
 async def test_the_raw_temporal_cli_cannot_accept_an_order_twice(
