@@ -7,18 +7,27 @@ one allotment signal per winning order into an outbox. Stock reaches waiting ord
 same commit that makes it visible, so a new order can never take units that older orders were
 waiting for. Delivery then signals only those winners; an order whose workflow has ended gets
 its units released again for the next pass.
+
+An order whose demand cannot be read or planned (a row written by hand, or by a version that
+let an impossible placed_at through) is set aside, never in the way: the pass serves every
+other order and raises one operator exception per order and cause (`demand_unreadable`,
+`demand_invalid`, `demand_unplannable`), not one per pass. Passes skip the order until its
+rows are fixed or removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -43,15 +52,47 @@ from domain.order import Fulfillment, FulfillmentType, workflow_id_for
 from domain.planner import (
     Backorder,
     BackorderLine,
+    Catalog,
     OrderRelease,
+    Stock,
     StockSource,
     decide_release,
 )
+from domain.policy import BackorderPolicy
 from runtime import allocator
 from workflows.allocator_messages import allocator_id
+from workflows.converter import describe
 from workflows.messages import AllotmentSignal, ReceiptChange
 
 POSITIONS_SHOWN = 200
+
+DEMAND_UNREADABLE = "demand_unreadable"
+"""Set aside: a value of the order's demand rows cannot be read (placed_at `infinity`, year
+10000...)."""
+DEMAND_INVALID = "demand_invalid"
+"""Set aside: the rows read, but are no valid backorder (more units than an order line may
+have, a blank tier or line id...)."""
+DEMAND_UNPLANNABLE = "demand_unplannable"
+"""Set aside: the planner fails on the order."""
+READABLE_FROM = "0001-01-02 00:00:00+00"
+READABLE_UNTIL = "9999-12-30 00:00:00+00"
+"""placed_at outside these is not fetched (Python's datetime ends at 9999-12-31 in the
+session's time zone; PostgreSQL's goes on to 294276 and infinity): its order is set aside."""
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """An order the pass cannot serve, and why (the exception's kind and a sentence)."""
+
+    order_id: str
+    kind: str
+    reason: str
+
+
+class _Unservable(Exception):
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
 
 
 def reservation_key(site: str, pass_id: str, order_id: str) -> str:
@@ -87,13 +128,13 @@ class AllocationActivities:
             if done is not None:
                 return done
             skus = await _skus_in_play(conn, request)
-            backorders = await _waiting(conn, request.site, skus)
+            backorders, aside = await _waiting(conn, request.site, skus)
             skus |= {ln.sku for b in backorders for ln in b.lines}
             await _lock(conn, skus, _receipts_named(request.events))
             outcomes, effects = await apply_events(conn, request.events, request.pass_id)
             stock, catalog = await read_stock(conn, skus | effects.skus)
-            decided = decide_release(backorders, stock, catalog, policy, request.as_of)
-            releases = list(decided)
+            releases, unplannable = _plan(backorders, stock, catalog, policy, request.as_of)
+            aside += unplannable
             await _reserve(conn, request.site, request.pass_id, releases)
             await _shrink_demand(conn, releases)
             signals = _signals(request.pass_id, releases, effects.notices)
@@ -102,7 +143,7 @@ class AllocationActivities:
                 site=request.site,
                 outcomes=tuple(outcomes),
                 skus=len(skus | effects.skus),
-                orders_waiting=len(backorders),
+                orders_waiting=len(backorders) - len(unplannable),
                 orders_released=sum(1 for r in releases if r.shipments),
                 units_released=sum(ln.released for r in releases for ln in r.lines),
                 receipt_notices=len(effects.notices),
@@ -110,6 +151,16 @@ class AllocationActivities:
                 positions=await _positions(conn, effects.skus),
             )
             await _record(conn, request, report, signals)
+            raised = await _raise_set_aside(conn, request, aside)
+        for a in aside:
+            activity.logger.warning(
+                "pass %s: order %s set aside (%s): %s%s",
+                request.pass_id,
+                a.order_id,
+                a.kind,
+                a.reason,
+                "" if a.order_id in raised else " (its exception is already open)",
+            )
         activity.logger.info(
             "pass %s: %d events, %d orders waiting, %d released (%d units), %d signals",
             request.pass_id,
@@ -278,40 +329,128 @@ async def _skus_in_play(conn: AsyncConnection[Any], request: c.PassRequest) -> s
     return skus
 
 
-async def _waiting(conn: AsyncConnection[Any], site: str, skus: set[str]) -> list[Backorder]:
-    """Every open backorder of the site that waits for one of `skus`, with all its lines."""
+async def _waiting(
+    conn: AsyncConnection[Any], site: str, skus: set[str]
+) -> tuple[list[Backorder], list[SetAside]]:
+    """Every open backorder of the site that waits for one of `skus`, with all its lines; and
+    the orders whose rows cannot be read or are no valid backorder, set aside."""
     if not skus:
-        return []
+        return [], []
     cur = await conn.execute(
         """
-        SELECT order_id, line_id, sku, quantity_open, tier, placed_at, fulfillment_type,
-               pickup_location, shipments, release_in_full
+        SELECT order_id, line_id, sku, quantity_open, tier,
+               CASE WHEN placed_at >= %s AND placed_at < %s THEN placed_at END,
+               placed_at::text, fulfillment_type, pickup_location, shipments, release_in_full
           FROM demand
          WHERE site = %s
            AND order_id IN (SELECT order_id FROM demand WHERE site = %s AND sku = ANY(%s))
          ORDER BY order_id, line_id
            FOR UPDATE
         """,
-        (site, site, sorted(skus)),
+        (READABLE_FROM, READABLE_UNTIL, site, site, sorted(skus)),
     )
     by_order: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in await cur.fetchall():
         by_order[row[0]].append(row)
-    backorders = []
+    backorders, aside = [], []
     for order_id, rows in by_order.items():
-        _, _, _, _, tier, placed_at, kind, pickup, shipments, in_full = rows[0]
-        backorders.append(
-            Backorder(
-                order_id=order_id,
-                placed_at=placed_at,
-                tier=tier,
-                fulfillment=Fulfillment(type=FulfillmentType(kind), pickup_location=pickup),
-                lines=tuple(BackorderLine(line_id=r[1], sku=r[2], quantity=r[3]) for r in rows),
-                shipments=shipments,
-                release_in_full=in_full,
-            )
+        try:
+            backorders.append(_backorder(order_id, rows))
+        except _Unservable as err:
+            aside.append(SetAside(order_id, err.kind, err.reason))
+    return backorders, aside
+
+
+def _backorder(order_id: str, rows: list[tuple[Any, ...]]) -> Backorder:
+    """One order's demand rows as the planner's backorder, or `_Unservable`."""
+    unreadable = next((r[6] for r in rows if r[5] is None), None)
+    if unreadable is not None:
+        raise _Unservable(
+            DEMAND_UNREADABLE,
+            f"cannot be read: placed_at {unreadable!r} is not a time the allocator can handle"
+            " (years 1 to 9999)",
         )
-    return backorders
+    _, _, _, _, tier, placed_at, _, kind, pickup, shipments, in_full = rows[0]
+    try:
+        return Backorder(
+            order_id=order_id,
+            placed_at=placed_at,
+            tier=tier,
+            fulfillment=Fulfillment(type=FulfillmentType(kind), pickup_location=pickup),
+            lines=tuple(BackorderLine(line_id=r[1], sku=r[2], quantity=r[3]) for r in rows),
+            shipments=shipments,
+            release_in_full=in_full,
+        )
+    except ValidationError as err:
+        raise _Unservable(DEMAND_INVALID, f"is no valid backorder: {describe(err)}") from None
+    except ValueError as err:
+        raise _Unservable(DEMAND_INVALID, f"is no valid backorder: {err}") from None
+
+
+def _plan(
+    backorders: Sequence[Backorder],
+    stock: Stock,
+    catalog: Catalog,
+    policy: BackorderPolicy,
+    as_of: dt.date,
+) -> tuple[list[OrderRelease], list[SetAside]]:
+    """The pass's releases. Should the planner fail, each order is planned alone to find the
+    ones it fails on: those are set aside and the others planned again. A failure that no
+    single order explains fails the pass (Temporal retries it), as before."""
+    try:
+        return list(decide_release(backorders, stock, catalog, policy, as_of)), []
+    except Exception as err:
+        failure = err
+    fine, aside = [], []
+    for b in backorders:
+        try:
+            list(decide_release([b], stock, catalog, policy, as_of))
+        except Exception as err:
+            reason = f"makes the planner fail: {type(err).__name__}: {err}"
+            aside.append(SetAside(b.order_id, DEMAND_UNPLANNABLE, reason[:1000]))
+        else:
+            fine.append(b)
+    if not aside:
+        raise failure
+    return list(decide_release(fine, stock, catalog, policy, as_of)), aside
+
+
+async def _raise_set_aside(
+    conn: AsyncConnection[Any], request: c.PassRequest, aside: Sequence[SetAside]
+) -> set[str]:
+    """An operator exception (severity high) for each order set aside, unless one of the same
+    kind is still open for it: one open exception per order and cause, however many passes
+    skip the order. Passes of a site never overlap (the advisory lock), so the check cannot
+    race. The orders whose exception was raised now."""
+    raised = set()
+    for a in aside:
+        detail = (
+            f"order {a.order_id}'s demand on site {request.site} {a.reason}. Allocation passes"
+            " set the order aside (every other order is still served) until its demand rows"
+            " are fixed or removed; then resolve this exception."
+            f" First seen by pass {request.pass_id}."
+        )
+        cur = await conn.execute(
+            """
+            INSERT INTO exceptions (key, order_id, kind, severity, detail)
+            SELECT %s, %s, %s, %s, %s
+             WHERE NOT EXISTS (SELECT 1 FROM exceptions
+                                WHERE order_id = %s AND kind = %s AND resolved_at IS NULL)
+            ON CONFLICT (key) DO NOTHING
+            """,
+            (
+                c.step_key(allocator_id(request.site), request.pass_id, a.order_id, a.kind),
+                a.order_id,
+                a.kind,
+                c.Severity.HIGH.value,
+                detail,
+                a.order_id,
+                a.kind,
+            ),
+        )
+        if cur.rowcount:
+            raised.add(a.order_id)
+    return raised
 
 
 async def _lock(conn: AsyncConnection[Any], skus: set[str], receipt_ids: Iterable[str]) -> None:

@@ -10,9 +10,19 @@ from collections import Counter
 from collections.abc import Hashable, Iterable
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
 """A non-empty id with no leading or trailing blanks (ids end up in workflow ids and keys)."""
@@ -103,6 +113,73 @@ class OrderPayment(Contract):
         return self
 
 
+PLACED_AT_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+"""No order is older: an earlier placed_at is a broken clock or a typo (and would jump every
+queue). A fixed bound, checked on every validation."""
+PLACED_AT_LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+"""The far bound checked on every validation, with no clock: inside workflows too, where the
+input is validated again on every replay. Nothing later is a real order, and every placed_at
+within the two fixed bounds is a timestamp that Python, PostgreSQL and Temporal hold in any
+time zone (9999-12-31T23:00:00-05:00 is year 10000 in UTC)."""
+PLACED_AT_SKEW = dt.timedelta(hours=1)
+"""Where an order enters the service (`at_boundary(now)`), placed_at may be at most this far
+after now: the order system's clock and ours may disagree a little, not more."""
+PLACED_AT_TOO_EARLY = "placed_at_too_early"
+PLACED_AT_IN_FUTURE = "placed_at_in_future"
+"""The error types (pydantic's `type`) of a placed_at out of bounds."""
+BOUNDARY_NOW = "now"
+"""The validation context's key for the moment an order is received (`at_boundary`)."""
+
+
+def at_boundary(now: dt.datetime) -> dict[str, Any]:
+    """The validation context of an order entering the service at `now` (the CLI, a client, an
+    activity): `Order.model_validate_json(text, context=at_boundary(now))` also refuses a
+    placed_at more than PLACED_AT_SKEW after `now`. Without it (the data converter inside a
+    workflow, where the wall clock must not be read and every replay validates the input
+    again, months later) only the fixed bounds apply, so an order valid once stays valid."""
+    if now.tzinfo is None:
+        raise ValueError("now must carry a time zone")
+    return {BOUNDARY_NOW: now}
+
+
+def placed_at_problem(
+    placed_at: dt.datetime, now: dt.datetime | None = None
+) -> tuple[str, str] | None:
+    """Why `placed_at` is out of bounds, as (error type, message), or None when it is within
+    them. `now`: also bound it by now + PLACED_AT_SKEW (at a boundary; in a workflow,
+    `workflow.now()`, which a replay sees again unchanged)."""
+    if now is not None and placed_at > now + PLACED_AT_SKEW:
+        return PLACED_AT_IN_FUTURE, (
+            f"placed_at {_instant(placed_at)} is in the future: it may be at most "
+            f"{_span(PLACED_AT_SKEW)} after now ({_instant(now, utc=True)})"
+        )
+    if placed_at > PLACED_AT_LATEST:
+        return PLACED_AT_IN_FUTURE, (
+            f"placed_at {_instant(placed_at)} is in the future: it may be no later than "
+            f"{_instant(PLACED_AT_LATEST)}"
+        )
+    if placed_at < PLACED_AT_EARLIEST:
+        return PLACED_AT_TOO_EARLY, (
+            f"placed_at {_instant(placed_at)} is too long ago: it may be no earlier than "
+            f"{_instant(PLACED_AT_EARLIEST)}"
+        )
+    return None
+
+
+def _instant(t: dt.datetime, utc: bool = False) -> str:
+    """ISO 8601 as given (UTC as `Z`); `utc`: in UTC, to the second."""
+    if utc:
+        t = t.astimezone(dt.UTC).replace(microsecond=0)
+    text = t.isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+def _span(d: dt.timedelta) -> str:
+    minutes = int(d.total_seconds()) // 60
+    n, unit = (minutes // 60, "hour") if minutes % 60 == 0 else (minutes, "minute")
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
 class Order(Contract):
     order_id: Identifier
     order_number: Identifier
@@ -119,6 +196,17 @@ class Order(Contract):
     applied_for_credit: bool = False
     """The buyer applied to the merchant for credit to pay for this order: the FTC rule then
     allows 50 days to ship instead of 30 when no date was stated."""
+
+    @field_validator("placed_at")
+    @classmethod
+    def _placed_at_in_bounds(cls, placed_at: dt.datetime, info: ValidationInfo) -> dt.datetime:
+        context = info.context
+        now = context.get(BOUNDARY_NOW) if isinstance(context, dict) else None
+        problem = placed_at_problem(placed_at, now)
+        if problem is not None:
+            kind, message = problem
+            raise PydanticCustomError(kind, "{reason}", {"reason": message})
+        return placed_at
 
     @model_validator(mode="after")
     def _line_ids_unique(self) -> Order:

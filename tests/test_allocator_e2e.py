@@ -172,21 +172,27 @@ async def released(
     )
 
 
-def jan(day: int) -> dt.datetime:
-    return dt.datetime(2026, 1, day, 12, 0, tzinfo=dt.UTC)
+RECENTLY = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+
+
+def placed(hour: int) -> dt.datetime:
+    """The `hour`th hour of yesterday: the seed examples' days, moved close to now. An order
+    placed long ago would be past its FTC deadline (which runs from placed_at) and cancelled
+    at acceptance."""
+    return RECENTLY + dt.timedelta(hours=hour)
 
 
 async def test_the_seeds_fifo_example_oldest_orders_are_released_first(
     dev_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, pg_dsn: str
 ) -> None:
-    """Orders 100 (Jan 5), 101 (Jan 6) and 102 (Jan 8) wait for 20 units each; 50 arrive:
+    """Orders 100 (placed at 5), 101 (at 6) and 102 (at 8) wait for 20 units each; 50 arrive:
     100 and 101 ship in full, 102 gets the 10 left and waits for the rest."""
     async with shop(dev_env, pg_pool, pg_dsn, release_mode="quantity") as s:
         await s.define()
         # placed out of order: the queue is by placed_at, not by when the workflow started
-        o102 = await s.place(jan(8), 20, order_id=f"102-{s.sku}")
-        o100 = await s.place(jan(5), 20, order_id=f"100-{s.sku}")
-        o101 = await s.place(jan(6), 20, order_id=f"101-{s.sku}")
+        o102 = await s.place(placed(8), 20, order_id=f"102-{s.sku}")
+        o100 = await s.place(placed(5), 20, order_id=f"100-{s.sku}")
+        o101 = await s.place(placed(6), 20, order_id=f"101-{s.sku}")
 
         result = await s.feed(s.receipt(50))
 
@@ -214,7 +220,7 @@ async def test_twenty_concurrent_receipts_for_two_hundred_orders_never_over_allo
         shop(dev_env, pool, pg_dsn, release_mode="full") as s,
     ):
         await s.define()
-        start = jan(1)
+        start = placed(1)
         wanted = [1 + i % 3 for i in range(200)]  # 400 units wanted
         orders = [
             make_order(start + dt.timedelta(minutes=i), [(s.sku, q, "1.00")], site=s.site)
@@ -309,8 +315,8 @@ async def test_a_cancelled_orders_reservation_goes_to_the_next_order(
     is cancelled they go back and the allocator hands them to the second order at once."""
     async with shop(dev_env, pg_pool, pg_dsn, future_inventory=True) as s:
         await s.define()
-        first = await s.place(jan(5), 4)
-        second = await s.place(jan(6), 4)
+        first = await s.place(placed(5), 4)
+        second = await s.place(placed(6), 4)
         today = (await dev_env.get_current_time()).date()
         po = FutureReceiptPlanned(
             event_id=s.event_id(),
@@ -340,7 +346,7 @@ async def test_a_future_receipt_releases_future_shipments_that_turn_ready_when_r
         dev_env, pg_pool, pg_dsn, future_inventory=True, future_date_limit_days=10
     ) as s:
         await s.define()
-        order = await s.place(jan(5), 6)
+        order = await s.place(placed(5), 6)
         today = (await dev_env.get_current_time()).date()
         late = FutureReceiptPlanned(
             event_id=s.event_id(),
@@ -378,12 +384,14 @@ async def test_a_future_receipt_releases_future_shipments_that_turn_ready_when_r
         "SELECT source, receipt_id, quantity FROM reservations WHERE order_id = %s",
         order.id[10:],
     ) == [("current", soon.receipt_id, 6)]
+    # received in full: nothing left to come or promised on it (the promises are now
+    # reservations of stock on hand, above)
     assert await rows(
         pg_dsn,
-        "SELECT receipt_id, status, reserved FROM future_receipts WHERE sku = %s"
-        " ORDER BY expected_date",
+        "SELECT receipt_id, status, quantity, received, reserved FROM future_receipts"
+        " WHERE sku = %s ORDER BY expected_date",
         s.sku,
-    ) == [(soon.receipt_id, "received", 6), (late.receipt_id, "open", 0)]
+    ) == [(soon.receipt_id, "received", 0, 6, 0), (late.receipt_id, "open", 6, 0, 0)]
 
 
 async def test_an_ended_orders_allotment_is_released_and_goes_to_the_next_order(
@@ -394,9 +402,9 @@ async def test_an_ended_orders_allotment_is_released_and_goes_to_the_next_order(
     the demand, and the next pass serves the next order."""
     async with shop(dev_env, pg_pool, pg_dsn) as s:
         await s.define()
-        ghost = await s.place(jan(2), 3)
+        ghost = await s.place(placed(2), 3)
         await ghost.terminate("operator cleanup")
-        live = await s.place(jan(3), 3)
+        live = await s.place(placed(3), 3)
 
         await s.feed(s.receipt(3))
         await released(live, 3)
@@ -418,7 +426,7 @@ async def test_the_sweep_schedule_and_backorder_check_run_full_passes(
     scheduled sweep; `backorder check` runs one on demand and answers what it did."""
     async with shop(dev_env, pg_pool, pg_dsn) as s:
         await s.define()
-        order = await s.place(jan(5), 2)
+        order = await s.place(placed(5), 2)
         await pg_execute(
             pg_dsn,
             "INSERT INTO stock (sku, location, on_hand) VALUES (%s, %s, 2)",
@@ -432,7 +440,7 @@ async def test_the_sweep_schedule_and_backorder_check_run_full_passes(
         await schedule.trigger()
         await released(order, 2)
 
-        later = await s.place(jan(6), 1)
+        later = await s.place(placed(6), 1)
         await pg_execute(
             pg_dsn,
             "UPDATE stock SET on_hand = on_hand + 1 WHERE sku = %s AND location = %s",
@@ -451,3 +459,37 @@ async def test_the_sweep_schedule_and_backorder_check_run_full_passes(
 async def pg_execute(dsn: str, sql: str, *params: Any) -> None:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         await conn.execute(sql.encode(), params)
+
+
+async def test_a_poisoned_order_is_set_aside_and_the_site_keeps_serving(
+    dev_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    """An order whose demand cannot be read (placed_at in year 10000 UTC, as the contract once
+    let through) used to fail every pass of its sku for ever, and with it the site's feed.
+    Now the pass sets it aside with one exception, and a receipt reaches the next order."""
+    async with shop(dev_env, pg_pool, pg_dsn) as s:
+        await s.define()
+        poisoned = await s.place(placed(2), 2)  # first in line
+        normal = await s.place(placed(3), 2)
+        poisoned_id = poisoned.id.removeprefix("backorder-")
+        await pg_execute(
+            pg_dsn,
+            "UPDATE demand SET placed_at = '9999-12-31T23:00:00-05:00' WHERE order_id = %s",
+            poisoned_id,
+        )
+
+        result = await asyncio.wait_for(s.feed(s.receipt(2)), 60)
+        await released(normal, 2, BackorderStatus.COMPLETED)
+        later = await asyncio.wait_for(s.feed(s.receipt(1)), 60)  # and the next pass too
+        swept = await allocator.run_check(s.client, s.settings, s.site, AllocationCheck())
+        still = await poisoned.query(BackorderWorkflow.status)
+    assert (result.orders_released, result.units_released) == (1, 2)
+    assert (later.units_released, swept.report.units_released) == (0, 0)
+    assert await s.held(poisoned_id) == 0
+    assert still.status is BackorderStatus.BACKORDERED  # the order itself keeps waiting
+    assert await s.stock() == (3, 2)
+    assert await rows(
+        pg_dsn,
+        "SELECT kind, severity, resolved_at IS NULL FROM exceptions WHERE order_id = %s",
+        poisoned_id,
+    ) == [("demand_unreadable", "high", True)]

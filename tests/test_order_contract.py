@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from domain.order import Order, workflow_id_for
+from domain.order import (
+    PLACED_AT_IN_FUTURE,
+    PLACED_AT_TOO_EARLY,
+    Order,
+    at_boundary,
+    placed_at_problem,
+    workflow_id_for,
+)
 from tests.conftest import EXAMPLE_ORDER
+from workflows.backorder import BackorderWorkflow
+from workflows.converter import INVALID_INPUT
 
 
 def example() -> dict[str, Any]:
@@ -115,3 +131,124 @@ def test_every_public_payload_has_a_json_schema_and_round_trips() -> None:
     assert ConsentSignal.model_validate_json('{"until": "2027-01-31"}').until is not None
     with pytest.raises(ValidationError, match="tier"):
         PriorityChange.model_validate_json("{}")
+
+
+# -- placed_at is bounded: an impossible time once stalled a whole site's allocator -----------
+
+NOW = dt.datetime(2026, 12, 1, 23, 40, tzinfo=dt.UTC)
+
+
+def placed_at_errors(placed_at: str, context: dict[str, Any] | None = None) -> list[Any]:
+    data = dict(example(), placed_at=placed_at)
+    try:
+        Order.model_validate_json(json.dumps(data), context=context)
+    except ValidationError as err:
+        return [(e["loc"], e["type"], e["msg"]) for e in err.errors()]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("placed_at", "kind", "message"),
+    [
+        (
+            "9999-12-31T23:00:00-05:00",  # year 10000 in UTC: PostgreSQL stored it, no one read it
+            PLACED_AT_IN_FUTURE,
+            "placed_at 9999-12-31T23:00:00-05:00 is in the future:"
+            " it may be no later than 2100-01-01T00:00:00Z",
+        ),
+        (
+            "2999-01-01T00:00:00Z",
+            PLACED_AT_IN_FUTURE,
+            "placed_at 2999-01-01T00:00:00Z is in the future:"
+            " it may be no later than 2100-01-01T00:00:00Z",
+        ),
+        (
+            "1999-12-31T23:59:59Z",
+            PLACED_AT_TOO_EARLY,
+            "placed_at 1999-12-31T23:59:59Z is too long ago:"
+            " it may be no earlier than 2000-01-01T00:00:00Z",
+        ),
+        (
+            "0001-01-01T00:00:00+01:00",
+            PLACED_AT_TOO_EARLY,
+            "placed_at 0001-01-01T00:00:00+01:00 is too long ago:"
+            " it may be no earlier than 2000-01-01T00:00:00Z",
+        ),
+    ],
+)
+def test_placed_at_out_of_the_fixed_bounds_is_rejected_everywhere(
+    placed_at: str, kind: str, message: str
+) -> None:
+    """The fixed bounds need no clock: they hold in workflows (and their replays) too."""
+    assert placed_at_errors(placed_at) == [(("placed_at",), kind, message)]
+    assert placed_at_errors(placed_at, at_boundary(NOW))[0][1] == kind
+
+
+def test_at_a_boundary_placed_at_may_be_at_most_an_hour_after_now() -> None:
+    assert placed_at_errors("9999-12-31T23:00:00-05:00", at_boundary(NOW)) == [
+        (
+            ("placed_at",),
+            PLACED_AT_IN_FUTURE,
+            "placed_at 9999-12-31T23:00:00-05:00 is in the future: it may be at most 1 hour"
+            " after now (2026-12-01T23:40:00Z)",
+        )
+    ]
+    assert placed_at_errors("2026-12-02T00:40:00Z", at_boundary(NOW)) == []  # the clocks' skew
+    assert placed_at_errors("2026-12-01T19:40:00-05:00", at_boundary(NOW)) == []
+    [(_, kind, message)] = placed_at_errors("2026-12-02T00:40:01Z", at_boundary(NOW))
+    assert kind == PLACED_AT_IN_FUTURE and "at most 1 hour after now" in message
+    # without the boundary's clock (a workflow validating its input): the fixed bounds only
+    assert placed_at_errors("2027-06-01T00:00:00Z") == []
+
+
+def test_an_order_accepted_long_ago_stays_valid() -> None:
+    """A replay validates the input again months or years later: what was valid stays so."""
+    placed = "2026-11-20T10:00:00Z"
+    assert placed_at_errors(placed, at_boundary(NOW)) == []
+    later = NOW + dt.timedelta(days=3 * 365)
+    assert placed_at_errors(placed, at_boundary(later)) == []
+    assert placed_at_errors(placed) == []
+    assert placed_at_problem(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), later) is None
+
+
+def test_the_boundary_needs_an_aware_now() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        at_boundary(dt.datetime(2026, 12, 1, 23, 40))
+
+
+@pytest.mark.parametrize("placed_at", ["2999-01-01T00:00:00Z", "9999-12-31T23:00:00-05:00"])
+def test_backorder_order_start_refuses_an_impossible_placed_at_before_calling_temporal(
+    placed_at: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import starter
+
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(dict(example(), placed_at=placed_at)))
+    assert starter.main(["order", "start", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path} is not a valid order" in err
+    assert f"placed_at: placed_at {placed_at} is in the future" in err
+
+
+@pytest.mark.parametrize("placed_at", ["2999-01-01T00:00:00Z", "9999-12-31T23:00:00-05:00"])
+async def test_a_raw_temporal_start_with_an_impossible_placed_at_fails_at_once_with_invalid_input(
+    time_skipping_env: WorkflowEnvironment, placed_at: str
+) -> None:
+    """`temporal workflow start --input ...` sends plain JSON: no Python of ours checks it
+    before the workflow's data converter, which fails the workflow with `InvalidInput`."""
+    data = dict(example(), order_id=f"raw-{uuid.uuid4().hex[:8]}", placed_at=placed_at)
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[BackorderWorkflow]):
+        handle = await time_skipping_env.client.start_workflow(
+            "BackorderWorkflow",
+            data,
+            id=workflow_id_for(data["order_id"]),
+            task_queue=queue,
+            result_type=dict,
+        )
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == INVALID_INPUT and cause.non_retryable
+    assert f"placed_at: placed_at {placed_at} is in the future" in cause.message
