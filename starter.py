@@ -72,7 +72,7 @@ from domain.inventory import (
     StockPosition,
     StockReceived,
 )
-from domain.order import WORKFLOW_ID_PREFIX, Order, workflow_id_for
+from domain.order import WORKFLOW_ID_PREFIX, Order, at_boundary, workflow_id_for
 from domain.order_book import CancelLine
 from embedded.process import EmbeddedError
 from runtime.allocator import allocator_status, run_check, send_inventory
@@ -134,7 +134,8 @@ def read_order(path: Path) -> Order:
     except OSError as err:
         raise CliError(f"cannot read {path}: {err.strerror}") from None
     try:
-        return Order.model_validate_json(text)
+        # where an order enters: placed_at may not be more than a little after now
+        return Order.model_validate_json(text, context=at_boundary(datetime.now(UTC)))
     except ValidationError as err:
         raise CliError(f"{path} is not a valid order:\n{validation_lines(err)}") from None
 

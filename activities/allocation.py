@@ -18,9 +18,10 @@ rows are fixed or removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,7 @@ class AllocationActivities:
         """Apply the events and allot stock in one transaction; a retry returns the first
         attempt's report (the pass id is recorded with its effects)."""
         policy = self._settings.policy_for(request.site)
-        async with self._pool.connection() as conn, conn.transaction():
+        async with _heartbeating(), self._pool.connection() as conn, conn.transaction():
             # One pass of a site at a time, even when a timed-out attempt is still running.
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -202,17 +203,36 @@ class AllocationActivities:
                 except RPCError as err:
                     if err.status is not RPCStatusCode.NOT_FOUND:
                         raise
-                    freed.update(await self._order_gone(request, order_id))
-                    gone.append(order_id)
-                else:
-                    await self._delivered(request.pass_id, order_id)
-                    delivered += 1
+                    if not await self._applied(request.pass_id, order_id):
+                        freed.update(await self._order_gone(request, order_id))
+                        gone.append(order_id)
+                        return
+                await self._delivered(request.pass_id, order_id)
+                delivered += 1
                 activity.heartbeat(delivered + len(gone))
 
         await asyncio.gather(*(deliver(o, s) for o, s in pending))
         return c.DeliveryReport(
             delivered=delivered, gone=tuple(sorted(gone)), freed_skus=tuple(sorted(freed))
         )
+
+    async def _applied(self, pass_id: str, order_id: str) -> bool:
+        """Whether the order, now ended, had applied this pass: an earlier attempt signalled
+        it and died before recording so, and the order shipped the allotment and completed.
+        Its reservations then belong to its shipments and must stay. The evidence is the
+        order's own step: shipments it published under `<workflow id>/pass-<pass id>/`. (A
+        pass it refused it released itself; one it never saw it published nothing for.)"""
+        prefix = f"{workflow_id_for(order_id)}/pass-{pass_id}/shipment/"
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT EXISTS (SELECT 1 FROM shipments s JOIN shipment_events e USING (shipment_id)
+                                WHERE s.order_id = %s AND starts_with(e.key, %s))
+                """,
+                (order_id, prefix),
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def _delivered(self, pass_id: str, order_id: str) -> None:
         async with self._pool.connection() as conn:
@@ -287,6 +307,25 @@ class AllocationActivities:
             skus=request.skus,
         )
         return await self.nudge_allocator(c.NudgeRequest(site=request.site, check=check))
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(every: float = 5.0) -> AsyncIterator[None]:
+    """Heartbeat in the background while the body runs (a pass waits on locks and reads and
+    writes many rows, with no natural point to report from)."""
+
+    async def beat() -> None:
+        while activity.in_activity():  # (not: a pass run directly, as tests of the pass do)
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # -- the pass, step by step --------------------------------------------------------------------

@@ -12,14 +12,22 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.allocation import AllocationActivities, reservation_key
-from activities.contracts import DemandUpdate, PassReport, PassRequest
+from activities.contracts import (
+    DeliveryRequest,
+    DemandUpdate,
+    PassReport,
+    PassRequest,
+    ShipmentRequest,
+)
+from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
 from config import Settings
 from domain.inventory import LocationDefined, ProductDefined, StockReceived
 from domain.order import Fulfillment, FulfillmentType
+from domain.order_book import BookLine, OrderBook
 from domain.planner import Backorder, BackorderLine
 from workflows.messages import AllotmentSignal
 
@@ -188,3 +196,49 @@ async def test_concurrent_passes_of_two_sites_never_over_allocate(
         pg_dsn, "SELECT coalesce(sum(quantity_open), 0) FROM demand WHERE sku = %s", ledger.sku
     )
     assert left == [(400 - 120,)]
+
+
+@pytest.mark.e2e
+async def test_a_redelivery_to_an_order_that_shipped_the_allotment_and_ended_frees_nothing(
+    pg_pool: AsyncConnectionPool, ledger: Ledger, dev_env: WorkflowEnvironment
+) -> None:
+    """A delivery signalled both winners and died before recording it; the orders applied the
+    pass, one shipped it and completed, then the retried delivery finds both workflows gone.
+    The one that published a shipment under the pass's step keeps its units (they are in its
+    shipment); the one that never applied it is gone: its units go back."""
+    settings = Settings(site="s")
+    run = AllocationActivities(pg_pool, settings, dev_env.client)  # no such workflows: NOT_FOUND
+    shipped, vanished = f"shipped-{ledger.sku}", f"vanished-{ledger.sku}"
+    await ledger.wait(shipped, 2, minutes=0)
+    await ledger.wait(vanished, 1, minutes=5)
+    pass_id = f"redeliver-{ledger.sku}"
+    await env.run(run.allocate, request(pass_id, *ledger.setup(), ledger.receipt(3)))
+    signals = dict(
+        await rows(
+            ledger.dsn,
+            "SELECT order_id, signal FROM allotment_deliveries WHERE pass_id = %s",
+            pass_id,
+        )
+    )
+    release = AllotmentSignal.model_validate(signals[shipped]).release
+    assert release is not None
+    book = OrderBook(
+        order_id=shipped,
+        currency="USD",
+        lines=(BookLine(line_id="L1", sku=ledger.sku, unit_price=1, ordered=2, backordered=2),),
+    ).release(release, PLACED)
+    shipment = book.shipments[0]
+    await env.run(  # what the order's workflow did with the allotment before it completed
+        FulfilmentActivities(pg_pool).publish_shipment,
+        ShipmentRequest(
+            key=f"backorder-{shipped}/pass-{pass_id}/shipment/{shipment.shipment_id}",
+            order_id=shipped,
+            shipment=shipment,
+        ),
+    )
+
+    report = await env.run(run.deliver_allotments, DeliveryRequest(site="s", pass_id=pass_id))
+
+    assert (report.delivered, report.gone) == (1, (vanished,))
+    assert await ledger.held() == {shipped: 2}
+    assert await ledger.stock() == (3, 2)

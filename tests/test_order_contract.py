@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -252,3 +253,40 @@ async def test_a_raw_temporal_start_with_an_impossible_placed_at_fails_at_once_w
     assert isinstance(cause, ApplicationError)
     assert cause.type == INVALID_INPUT and cause.non_retryable
     assert f"placed_at: placed_at {placed_at} is in the future" in cause.message
+
+
+def test_backorder_order_start_refuses_an_order_placed_days_from_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import starter
+
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).isoformat()
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(dict(example(), placed_at=ahead)))
+    assert starter.main(["order", "start", str(path)]) == 1
+    assert "is in the future: it may be at most 1 hour after now" in capsys.readouterr().err
+
+
+async def test_a_raw_temporal_start_of_an_order_placed_days_ahead_fails_before_any_step(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Within the contract's fixed bounds, but days after the workflow's start: the workflow
+    checks it against its own clock before it claims anything (no activity is registered
+    here: a workflow that went on would wait for one)."""
+    ahead = await time_skipping_env.get_current_time() + dt.timedelta(days=3)
+    data = dict(example(), order_id=f"ahead-{uuid.uuid4().hex[:8]}", placed_at=ahead.isoformat())
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[BackorderWorkflow]):
+        handle = await time_skipping_env.client.start_workflow(
+            "BackorderWorkflow",
+            data,
+            id=workflow_id_for(data["order_id"]),
+            task_queue=queue,
+            result_type=dict,
+        )
+        with pytest.raises(WorkflowFailureError) as info:
+            await asyncio.wait_for(handle.result(), timeout=30)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == INVALID_INPUT and cause.non_retryable
+    assert "is in the future: it may be at most 1 hour after now" in cause.message

@@ -33,6 +33,9 @@ RECENT_PASSES = 20
 RESULTS_KEPT = 50
 """Finished batches whose results waiting updates may still read."""
 PASS_TIMEOUT = timedelta(minutes=5)
+PASS_HEARTBEAT = timedelta(seconds=20)
+"""A pass heartbeats while its transaction runs: a worker that dies mid-pass is noticed in
+seconds, not at the end of PASS_TIMEOUT (its transaction dies with its connection)."""
 DELIVERY_TIMEOUT = timedelta(minutes=30)
 DELIVERY_HEARTBEAT = timedelta(seconds=30)
 
@@ -138,6 +141,7 @@ class AllocatorWorkflow:
                 full=work.full,
             ),
             run_for=PASS_TIMEOUT,
+            heartbeat=PASS_HEARTBEAT,
         )
         delivery = c.DeliveryReport()
         if report.signals:

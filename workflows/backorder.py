@@ -31,11 +31,12 @@ from workflows.timer_duties import TimerDuties
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from domain.order import Order
+    from domain.order import Order, placed_at_problem
     from domain.order_book import BookError
     from domain.policy import BackorderPolicy
     from domain.schedule import ScheduleState, due, next_wakeup, record_consent, summary
     from workflows.calls import call
+    from workflows.converter import INVALID_INPUT
     from workflows.messages import (
         AllotmentSignal,
         BackorderStatus,
@@ -172,6 +173,14 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
         whatever the entry point (our CLI, raw `temporal workflow start`, another SDK) and
         however long ago the first run ended."""
         order, info = self._order, workflow.info()
+        late = placed_at_problem(order.placed_at, workflow.now())
+        if late is not None:  # the contract's bound against now, where the order enters
+            raise ApplicationError(
+                f"invalid Order: placed_at: {late[1]}",
+                late[0],
+                type=INVALID_INPUT,
+                non_retryable=True,
+            )
         if info.workflow_id != order.workflow_id:
             raise ApplicationError(
                 f"order {order.order_id} must run as workflow {order.workflow_id}, not "

@@ -12,8 +12,10 @@ heartbeat, so its retry waits out the 5-minute pass timeout, too long for CI.)
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import psycopg
 import pytest
 
 from activities.contracts import DELIVER_ALLOTMENTS
@@ -116,3 +118,35 @@ async def test_worker_killed_mid_pass_and_mid_captures_every_order_completes_onc
         f" {at_kill - before}/{n} captures ({undelivered} allotments undelivered), second"
         f" after {at_second_kill}/{burst}; all done in {time.monotonic() - started:.0f}s\n{report}"
     )
+
+
+async def test_worker_killed_inside_a_pass_transaction_is_replaced_within_a_minute(
+    stack: Stack,
+) -> None:
+    """The pass is one PostgreSQL transaction that waits on locks: a worker that dies inside it
+    must not stall the site for the pass's whole 5-minute timeout. The pass heartbeats, so the
+    next worker runs it again within seconds of the heartbeat timeout (20 s)."""
+    worker = await stack.start_worker()
+    sku = stack.sku("HB")
+    await stack.define(sku)
+    order = await stack.order([(sku, 2, "5.00")], prefix="HB")
+    await stack.start_orders([order])
+    await stack.wait_accepted([order])
+    async with await psycopg.AsyncConnection.connect(stack.dsn, autocommit=True) as holder:
+        # the site's pass lock: the next pass waits inside its transaction
+        await holder.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"allocator:{stack.site}",)
+        )
+        await stack.post(stack.receipt(sku, 2))
+        await stack.wait_activity(allocator_id(stack.site), "allocate")
+        await asyncio.sleep(1)  # inside the transaction, waiting on the lock
+        await worker.kill()
+        killed = time.monotonic()
+    await stack.start_worker()
+    summary = (await stack.wait_ended([order], within=120))[0]
+    recovered = time.monotonic() - killed
+
+    assert summary.status is BackorderStatus.COMPLETED
+    assert recovered < 60, f"the pass came back {recovered:.0f}s after the kill"
+    await check_invariants(stack.dsn, stack.client, order_ids=[order.order_id])
+    print(f"\nkilled inside a pass: the order completed {recovered:.0f}s after the kill")
