@@ -168,32 +168,31 @@ async def update(conn: AsyncConnection[Any], event: FutureReceiptUpdated, change
 
 
 async def cancel(conn: AsyncConnection[Any], event: FutureReceiptCancelled, change: Change) -> None:
-    receipt = await _open_receipt(conn, event.receipt_id)
     # The reservations stay: the order workflows release them when told.
-    await conn.execute(
-        """
-        UPDATE future_receipts SET status = 'cancelled', updated_at = now()
-         WHERE receipt_id = %s
-        """,
-        (event.receipt_id,),
-    )
-    await _tell(conn, change, event.receipt_id, ReceiptStatus.CANCELLED)
-    change.skus.add(receipt.sku)
+    await _withdraw(conn, event.receipt_id, "cancelled", change)
 
 
 async def close(conn: AsyncConnection[Any], event: FutureReceiptClosed, change: Change) -> None:
     """Nothing more will come: the rest (kept in `quantity` for the record) is promised to no
     one new, and the orders promised units of it are told, as for a cancelled receipt, and
     release their reservations themselves. Units received before stay theirs."""
-    receipt = await _open_receipt(conn, event.receipt_id)
+    await _withdraw(conn, event.receipt_id, "closed", change)
+
+
+async def _withdraw(
+    conn: AsyncConnection[Any], receipt_id: str, status: str, change: Change
+) -> None:
+    """The open rest of the receipt will not come: mark it, tell the orders holding promises
+    on it (they wait again and release their reservations themselves)."""
+    receipt = await _open_receipt(conn, receipt_id)
     await conn.execute(
         """
-        UPDATE future_receipts SET status = 'closed', updated_at = now()
+        UPDATE future_receipts SET status = %s, updated_at = now()
          WHERE receipt_id = %s
         """,
-        (event.receipt_id,),
+        (status, receipt_id),
     )
-    await _tell(conn, change, event.receipt_id, ReceiptStatus.CANCELLED)
+    await _tell(conn, change, receipt_id, ReceiptStatus.CANCELLED)
     change.skus.add(receipt.sku)
 
 

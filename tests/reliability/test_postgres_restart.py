@@ -38,6 +38,7 @@ from runtime.allocator import send_inventory
 from runtime.connections import open_pool
 from tests.checkout import checked_out
 from tests.order_life import make_order
+from tests.reliability.harness import eventually
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus
@@ -89,15 +90,8 @@ async def scalar(dsn: str, sql: str, *params: Any) -> Any:
 async def until(
     probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float, what: str
 ) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: still {value!r} after {within:.0f}s")
-        await asyncio.sleep(0.1)
+    """The harness's `eventually`, polled finely: the test measures how soon things work."""
+    return await eventually(probe, ok, within=within, interval=0.1, what=what)
 
 
 def pool_settings(size: int) -> Settings:
