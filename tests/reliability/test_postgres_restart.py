@@ -39,6 +39,7 @@ from runtime.connections import open_pool
 from tests.checkout import checked_out
 from tests.order_life import make_order
 from tests.reliability.harness import eventually
+from tests.reliability.invariants import check_invariants
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus
@@ -316,11 +317,18 @@ async def test_after_a_postgres_restart_pass_capture_and_notice_succeed_within_1
             raise AssertionError(f"not ended 60s after the restart: {stuck}: {states}")
         summaries = [r.result() for r in results]
         all_done = loop.time() - back
+        report = await check_invariants(  # while the worker runs: waiting orders answer status
+            dsn,
+            client,
+            order_ids=[o.order_id for o in (*before, *during)],
+            initial_stock={(paid.in_stock, "DC"): 5},  # put on hand by SQL at checkout
+        )
 
     print(
         f"\npostgres restart: pass {pass_done:.1f}s, capture {capture_done:.1f}s, notice"
         f" {notice_done:.1f}s, orders placed during the outage accepted {accepted_done:.1f}s,"
         f" all {len(handles)} released orders completed {all_done:.1f}s after it was back"
+        f"\n{report}"
     )
     assert {s.status for s in summaries} == {BackorderStatus.COMPLETED}
     assert pass_done <= WITHIN, f"the allocation pass took {pass_done:.1f}s"
