@@ -28,7 +28,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from db.migrate import migrate
-from domain.inventory import EventStatus, InventoryBatch, ProductDefined, StockReceived
+from domain.inventory import (
+    EventStatus,
+    InventoryBatch,
+    LocationDefined,
+    ProductDefined,
+    StockReceived,
+)
 from domain.order import Order
 from embedded.postgres import EmbeddedPostgres
 from embedded.process import free_port
@@ -337,3 +343,79 @@ async def test_after_a_postgres_restart_pass_capture_and_notice_succeed_within_1
     assert accepted_done <= WITHIN, f"accepting the orders took {accepted_done:.1f}s"
     total = "SELECT sum(amount) FROM payment_captures WHERE authorisation_ref = %s"
     assert await scalar(dsn, total, ref) == paid.auth.amount  # each shipment captured once
+
+
+@pytest.mark.e2e
+async def test_postgres_restarted_inside_a_pass_runs_the_pass_again_once(
+    own_pg: EmbeddedPostgres, dev_env: WorkflowEnvironment
+) -> None:
+    """PostgreSQL goes away while a pass is inside its transaction (held there on the site's
+    pass lock): the transaction dies with it, Temporal runs the pass again once the database
+    is back, and the receipt is applied once and released to the waiting orders."""
+    dsn = await fresh_database(own_pg)
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        site=f"pgp-{tag}",
+        temporal={"task_queue": f"tq-{tag}"},
+        allocator={"batch_window": dt.timedelta(milliseconds=200)},
+    )
+    client, loop = dev_env.client, asyncio.get_running_loop()
+    sku = f"IP-{tag}"
+    async with AsyncExitStack() as stack:
+        pool = await open_pool(dsn, settings)
+        stack.push_async_callback(pool.close)
+        await stack.enter_async_context(build_worker(client, pool, settings))
+        setup = (
+            LocationDefined(event_id=f"l-{tag}", location_id="DC"),
+            ProductDefined(event_id=f"p-{tag}", sku=sku),
+        )
+        await send_inventory(client, settings, settings.site, InventoryBatch(events=setup))
+        now = await dev_env.get_current_time()
+        orders = [make_order(now, [(sku, 2, "4.00")], order_id=f"IP-{i}-{tag}") for i in range(4)]
+        for o in orders:
+            await client.start_workflow(
+                BackorderWorkflow.run, o, id=o.workflow_id, task_queue=settings.temporal.task_queue
+            )
+        ids = [o.order_id for o in orders]
+        await until(
+            lambda: scalar(dsn, "SELECT count(*) FROM demand WHERE order_id = ANY(%s)", ids),
+            lambda n: n == len(orders),
+            60,
+            "orders waiting",
+        )
+
+        holder = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        await holder.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"allocator:{settings.site}",)
+        )
+        receipt = StockReceived(event_id=f"r-{tag}", sku=sku, location="DC", quantity=8)
+        applied = asyncio.ensure_future(
+            send_inventory(client, settings, settings.site, InventoryBatch(events=(receipt,)))
+        )
+        await until(
+            lambda: scalar(
+                dsn,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE %s",
+                "%pg_advisory_xact_lock%",
+            ),
+            lambda n: n >= 1,
+            30,
+            "the pass waiting inside its transaction",
+        )
+        back = await restart(own_pg, down_for=2.0)  # the holder's lock goes with it
+        with suppress(psycopg.Error):
+            await holder.close()
+        result = await asyncio.wait_for(applied, 60)
+        passed = loop.time() - back
+        handles = [
+            client.get_workflow_handle_for(BackorderWorkflow.run, o.workflow_id) for o in orders
+        ]
+        summaries = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 60)
+        report = await check_invariants(dsn, client, order_ids=ids)
+
+    print(f"\npostgres restarted inside a pass: applied {passed:.1f}s after it was back\n{report}")
+    assert [o.status for o in result.outcomes] == [EventStatus.APPLIED]
+    assert passed <= WITHIN, f"the pass ran again {passed:.1f}s after the restart"
+    assert {s.status for s in summaries} == {BackorderStatus.COMPLETED}
+    assert await scalar(dsn, "SELECT on_hand FROM stock WHERE sku = %s", sku) == 8  # once
