@@ -116,11 +116,13 @@ class OrderPayment(Contract):
 PLACED_AT_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 """No order is older: an earlier placed_at is a broken clock or a typo (and would jump every
 queue). A fixed bound, checked on every validation."""
-PLACED_AT_LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+PLACED_AT_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 """The far bound checked on every validation, with no clock: inside workflows too, where the
-input is validated again on every replay. Nothing later is a real order, and every placed_at
-within the two fixed bounds is a timestamp that Python, PostgreSQL and Temporal hold in any
-time zone (9999-12-31T23:00:00-05:00 is year 10000 in UTC)."""
+input is validated again on every replay (and a test server's clock may run decades ahead).
+Every placed_at within the two fixed bounds is a timestamp that Python, PostgreSQL and Temporal
+hold in any time zone (9999-12-31T23:00:00-05:00 is year 10000 in UTC). An order from the
+future (year 2999, or next week) is refused against now where it enters: `at_boundary` in the
+CLI and clients, and the workflow's own start against `workflow.now()`."""
 PLACED_AT_SKEW = dt.timedelta(hours=1)
 """Where an order enters the service (`at_boundary(now)`), placed_at may be at most this far
 after now: the order system's clock and ours may disagree a little, not more."""

@@ -75,6 +75,9 @@ async def test_worker_killed_mid_pass_and_mid_captures_every_order_completes_onc
         await stack.order([(in_stock_sku, 2, "4.00")], prefix="WB") for _ in range(burst)
     ]
     burst_ids = [o.order_id for o in burst_orders]
+    # half the burst's captures are slow at the gateway (held 2 s, then 504, retried 5 s
+    # later): however loaded the machine, the kill lands before the last of them is applied
+    await stack.sandbox.arm(operation="capture", kind="timeout", delay_seconds=2, times=burst // 2)
     await stack.start_orders(burst_orders)
     at_second_kill = await stack.wait_until(
         CAPTURES, (burst_ids,), lambda c: c >= burst // 4, what="the burst's captures"
