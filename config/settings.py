@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import to_jsonable_python
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -118,8 +119,12 @@ class PaymentSettings(_Section):
     """How long the sandbox's authorisations hold before they lapse."""
     stripe_api_key: SecretStr | None = None
     stripe_base_url: str = "https://api.stripe.com"
-    timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
-    """One HTTP call's limit; a call that takes longer is retried by Temporal, same key."""
+    timeout: timedelta = Field(
+        default=timedelta(seconds=10), gt=timedelta(0), le=timedelta(seconds=12)
+    )
+    """One HTTP call's limit; a call that takes longer is retried by Temporal, same key. At
+    most 12 s: a payment activity (up to two calls) must finish within its 30-s start-to-close
+    timeout, which is also how long a payment a dead worker held waits to be retried."""
 
     @model_validator(mode="after")
     def _stripe_needs_a_key(self) -> PaymentSettings:
@@ -318,6 +323,8 @@ def _describe(err: ValidationError, toml: Path | None) -> str:
             lines.append(f"  {field}: {message}" if field else f"  {message}")
             continue
         env = "BACKORDER_" + "__".join(str(p).upper() for p in e["loc"])
-        shown = "<hidden>" if any(k in field for k in _SECRET_FIELDS) else repr(value)
+        secret = any(k in field for k in _SECRET_FIELDS)
+        # as the user writes it (`'PT20S'`, not `datetime.timedelta(seconds=20)`)
+        shown = "<hidden>" if secret else repr(to_jsonable_python(value, fallback=repr))
         lines.append(f"  {field} = {shown}: {message} [env {env}]")
     return "\n".join(lines)

@@ -240,3 +240,13 @@ def test_the_sandbox_and_embedded_database_addresses_follow_the_dev_ports() -> N
         "http://pay.internal",
         "postgresql://db/x",
     )
+
+
+def test_a_payment_call_may_not_outlast_its_activity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two calls of at most 12 s fit in the payment activity's 30 s; longer ones would time
+    the activity out while the gateway still works on it."""
+    monkeypatch.setenv("BACKORDER_PAYMENTS__TIMEOUT", "PT20S")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "payments.timeout = 'PT20S'" in str(err.value)
+    assert "[env BACKORDER_PAYMENTS__TIMEOUT]" in str(err.value)

@@ -56,7 +56,7 @@ async def call(
         contract.name,
         arg,
         result_type=contract.output,
-        start_to_close_timeout=run_for or timedelta(seconds=60 if payment else 30),
+        start_to_close_timeout=run_for or timedelta(seconds=30),
         heartbeat_timeout=heartbeat,
         retry_policy=PAYMENT if payment else UNTIL_IT_WORKS,
     )
