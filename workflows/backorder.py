@@ -108,11 +108,12 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
     async def run(self, start: Order | CarriedState) -> BackorderSummary:
         """`start` is the order, or (after continue-as-new) the state its last run carried."""
         order = self._order
-        if not self._accepted and workflow.patched(CLAIM_ORDER_ID):
-            await self._claim()  # before anything else: a duplicate leaves no trace
+        if not self._accepted:
+            self._publish_attributes()  # operators find the order from its first instant
+            if workflow.patched(CLAIM_ORDER_ID):
+                await self._claim()  # before any side effect: a duplicate leaves no trace
         try:
             if not self._accepted:
-                self._publish_attributes()  # operators find the order from its first instant
                 async with self._lock:  # an early cancel_order waits for acceptance to finish
                     await _shielded(self._accept())
             while not self._book.settled:
