@@ -232,20 +232,7 @@ async def test_a_raw_temporal_start_with_an_impossible_placed_at_fails_at_once_w
     """`temporal workflow start --input ...` sends plain JSON: no Python of ours checks it
     before the workflow's data converter, which fails the workflow with `InvalidInput`."""
     data = dict(example(), order_id=f"raw-{uuid.uuid4().hex[:8]}", placed_at=placed_at)
-    queue = f"tq-{uuid.uuid4().hex[:8]}"
-    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[BackorderWorkflow]):
-        handle = await time_skipping_env.client.start_workflow(
-            "BackorderWorkflow",
-            data,
-            id=workflow_id_for(data["order_id"]),
-            task_queue=queue,
-            result_type=dict,
-        )
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-    cause = info.value.cause
-    assert isinstance(cause, ApplicationError)
-    assert cause.type == INVALID_INPUT and cause.non_retryable
+    cause = await raw_start_failure(time_skipping_env, data)
     assert f"placed_at: placed_at {placed_at} is in the future" in cause.message
 
 
@@ -269,9 +256,17 @@ async def test_a_raw_temporal_start_of_an_order_placed_days_ahead_fails_before_a
     here: a workflow that went on would wait for one)."""
     ahead = await time_skipping_env.get_current_time() + dt.timedelta(days=3)
     data = dict(example(), order_id=f"ahead-{uuid.uuid4().hex[:8]}", placed_at=ahead.isoformat())
+    cause = await raw_start_failure(time_skipping_env, data)
+    assert "is in the future: it may be at most 1 hour after now" in cause.message
+
+
+async def raw_start_failure(env: WorkflowEnvironment, data: dict[str, Any]) -> ApplicationError:
+    """Start the workflow with plain JSON, as `temporal workflow start --input` does, on a
+    worker with no activity (a workflow that went on would wait for one); its failure, which
+    must be a non-retryable `InvalidInput`."""
     queue = f"tq-{uuid.uuid4().hex[:8]}"
-    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[BackorderWorkflow]):
-        handle = await time_skipping_env.client.start_workflow(
+    async with Worker(env.client, task_queue=queue, workflows=[BackorderWorkflow]):
+        handle = await env.client.start_workflow(
             "BackorderWorkflow",
             data,
             id=workflow_id_for(data["order_id"]),
@@ -283,4 +278,4 @@ async def test_a_raw_temporal_start_of_an_order_placed_days_ahead_fails_before_a
     cause = info.value.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == INVALID_INPUT and cause.non_retryable
-    assert "is in the future: it may be at most 1 hour after now" in cause.message
+    return cause
