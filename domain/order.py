@@ -6,16 +6,11 @@ Later versions may add optional fields; existing field names never change.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
-from collections.abc import Hashable, Iterable
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -24,37 +19,20 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
-"""A non-empty id with no leading or trailing blanks (ids end up in workflow ids and keys)."""
-
-
-def _no_float(value: object) -> object:
-    if isinstance(value, float):
-        raise ValueError('money must be a decimal string such as "10.00", not a JSON number')
-    return value
-
-
-Money = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, max_digits=18, decimal_places=4)]
-"""A non-negative amount; in JSON a decimal string such as "10.00" (a float is rejected: binary
-floats cannot hold cents exactly)."""
-
-
-def repeated(keys: Iterable[Hashable]) -> list[str]:
-    """The keys that occur more than once, sorted (for messages that name them)."""
-    return sorted(str(k) for k, n in Counter(keys).items() if n > 1)
-
-
-def require_unique(what: str, keys: Iterable[Hashable], shown: int | None = None) -> None:
-    """Raise `<what> must be unique; repeated: ...` naming the repeats (the first `shown`)."""
-    twice = repeated(keys)
-    if twice:
-        raise ValueError(f"{what} must be unique; repeated: {', '.join(twice[:shown])}")
-
-
-class Contract(BaseModel):
-    """Base of every public model: unknown fields are an error, not silently dropped."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from domain.contract import (
+    JSON_INTEGER,
+    Currency,
+    Day,
+    Flag,
+    Instant,
+    lenient,
+    minor_units_problem,
+)
+from domain.contract import Contract as Contract
+from domain.contract import Identifier as Identifier
+from domain.contract import Money as Money
+from domain.contract import repeated as repeated
+from domain.contract import require_unique as require_unique
 
 
 class Customer(Contract):
@@ -69,6 +47,16 @@ class FulfillmentType(StrEnum):
 
 
 class Fulfillment(Contract):
+    model_config = ConfigDict(
+        json_schema_extra={  # what _pickup_needs_location checks
+            "if": {"properties": {"type": {"const": "bopis"}}, "required": ["type"]},
+            "then": {
+                "properties": {"pickup_location": {"type": "string"}},
+                "required": ["pickup_location"],
+            },
+        }
+    )
+
     type: FulfillmentType
     pickup_location: Identifier | None = None
     """The store a BOPIS order is collected from; BOPIS draws stock only there."""
@@ -83,9 +71,9 @@ class Fulfillment(Contract):
 class OrderLine(Contract):
     line_id: Identifier
     sku: Identifier
-    quantity: Annotated[int, Field(gt=0, le=1_000_000)]
+    quantity: Annotated[int, JSON_INTEGER, Field(gt=0, le=1_000_000)]
     unit_price: Money
-    allow_backorder: bool | None = None
+    allow_backorder: Flag | None = None
     """Overrides the product's backorderable flag for this line (the OMS's allowBackorder)."""
 
     @property
@@ -101,8 +89,8 @@ class OrderPayment(Contract):
     reference: Identifier
     """The gateway's id of the authorisation (or capture)."""
     amount: Money
-    authorised_at: AwareDatetime
-    expires_at: AwareDatetime | None = None
+    authorised_at: Instant
+    expires_at: Instant | None = None
     """When the gateway lets the authorisation lapse; unknown: `authorised_at` + 7 days (a
     card's usual hold)."""
 
@@ -185,17 +173,17 @@ def _span(d: dt.timedelta) -> str:
 class Order(Contract):
     order_id: Identifier
     order_number: Identifier
-    placed_at: AwareDatetime
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    placed_at: Instant
+    currency: Currency
     customer: Customer
     fulfillment: Fulfillment
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=1000)]
     site: Identifier | None = None
     """The storefront whose policy applies (`[sites.<name>]`); none: the worker's `site`."""
-    stated_ship_date: dt.date | None = None
+    stated_ship_date: Day | None = None
     """The ship date promised at checkout, if any: the FTC rule's deadline (else 30 days)."""
     payment: OrderPayment | None = None
-    applied_for_credit: bool = False
+    applied_for_credit: Flag = False
     """The buyer applied to the merchant for credit to pay for this order: the FTC rule then
     allows 50 days to ship instead of 30 when no date was stated."""
 
@@ -211,13 +199,24 @@ class Order(Contract):
         return placed_at
 
     @model_validator(mode="after")
-    def _line_ids_unique(self) -> Order:
+    def _line_ids_unique(self, info: ValidationInfo) -> Order:
         require_unique("line ids", (ln.line_id for ln in self.lines))
+        if not lenient(info):
+            self._amounts_in_minor_units()
         if self.payment is not None and self.payment.amount > self.value:
             raise ValueError(
                 f"payment.amount {self.payment.amount} is more than the order's value {self.value}"
             )
         return self
+
+    def _amounts_in_minor_units(self) -> None:
+        amounts = [(f"lines.{i}.unit_price", ln.unit_price) for i, ln in enumerate(self.lines)]
+        if self.payment is not None:
+            amounts.append(("payment.amount", self.payment.amount))
+        for field, amount in amounts:
+            problem = minor_units_problem(amount, self.currency)
+            if problem is not None:
+                raise ValueError(f"{field}: {problem}")
 
     @property
     def workflow_id(self) -> str:

@@ -16,6 +16,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, NonNegativeInt, model_validator
 
+from domain.contract import PositiveCount
 from domain.order import Contract, Identifier, Money, Order, repeated
 from domain.planner import (
     AcceptancePlan,
@@ -103,7 +104,7 @@ class CancelLine(Contract):
     """One line of a cancel request; no quantity means everything of it not yet shipped."""
 
     line_id: Identifier
-    quantity: Annotated[int, Field(gt=0)] | None = None
+    quantity: PositiveCount | None = None
 
 
 class CancelledPart(Contract):
@@ -142,7 +143,15 @@ class StaleRelease(BookError):
 
 
 class CancelRejected(BookError):
-    """A cancel of a line that does not exist, or of units already shipped."""
+    """A cancel of more units than are left to cancel, or naming a line twice."""
+
+
+class UnknownLine(BookError):
+    """A message naming a line the order does not have."""
+
+    def __init__(self, message: str, line_id: str) -> None:
+        super().__init__(message)
+        self.line_id = line_id
 
 
 class OrderBook(Contract):
@@ -185,7 +194,7 @@ class OrderBook(Contract):
         for ln in self.lines:
             if ln.line_id == line_id:
                 return ln
-        raise BookError(f"order {self.order_id} has no line {line_id!r}")
+        raise UnknownLine(f"order {self.order_id} has no line {line_id!r}", line_id)
 
     def shipment(self, shipment_id: str) -> BookedShipment:
         for s in self.shipments:

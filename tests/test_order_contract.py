@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from domain.contract import contract_problems, iso_currencies
 from domain.order import (
     PLACED_AT_IN_FUTURE,
     PLACED_AT_TOO_EARLY,
@@ -27,7 +28,8 @@ from domain.order import (
 )
 from tests.conftest import EXAMPLE_ORDER
 from workflows.backorder import BackorderWorkflow
-from workflows.converter import INVALID_INPUT
+from workflows.converter import INVALID_INPUT, decode
+from workflows.messages import CarriedState
 
 
 def example() -> dict[str, Any]:
@@ -66,11 +68,12 @@ def test_value_sums_lines_exactly() -> None:
     [
         (lambda d: d["lines"][0].update(quantity=0), "lines.0.quantity", "greater than 0"),
         (lambda d: d["lines"][0].update(quantity=2.5), "lines.0.quantity", "integer"),
-        (
-            lambda d: d["lines"][0].update(unit_price="-1.00"),
-            "lines.0.unit_price",
-            "greater than or equal to 0",
-        ),
+        (lambda d: d["lines"][0].update(unit_price="-1.00"), "lines.0.unit_price", "negative"),
+        (lambda d: d["lines"][0].update(unit_price=5), "lines.0.unit_price", "not a JSON number"),
+        (lambda d: d["lines"][0].update(unit_price="1e3"), "lines.0.unit_price", "no sign, exp"),
+        (lambda d: d["lines"][0].update(quantity="2"), "lines.0.quantity", 'not "2"'),
+        (lambda d: d["lines"][0].update(quantity=True), "lines.0.quantity", "JSON integer"),
+        (lambda d: d.update(currency="XYZ"), "currency", "'XYZ' is not an ISO 4217 currency"),
         (lambda d: d["lines"][0].update(unit_price=10.1), "lines.0.unit_price", "decimal string"),
         (lambda d: d["lines"][0].update(unit_price="ten"), "lines.0.unit_price", "decimal"),
         (lambda d: d.update(placed_at="2026-11-20T10:00:00"), "placed_at", "timezone"),
@@ -116,13 +119,8 @@ def test_json_schema_names_the_required_contract_fields() -> None:
     assert schema["additionalProperties"] is False
 
 
-def test_every_public_payload_has_a_json_schema_and_round_trips() -> None:
-    import starter
-
-    for name, model in starter.SCHEMAS.items():
-        schema = model.model_json_schema()
-        assert schema["type"] == "object", name
-        assert schema.get("additionalProperties") is False, name
+def test_the_signal_payloads_round_trip() -> None:
+    """(Every payload's JSON Schema is checked in test_schemas.)"""
     from workflows.messages import AllotmentSignal, ConsentSignal, PriorityChange
 
     signal = AllotmentSignal.model_validate_json(
@@ -279,3 +277,80 @@ async def raw_start_failure(env: WorkflowEnvironment, data: dict[str, Any]) -> A
     assert isinstance(cause, ApplicationError)
     assert cause.type == INVALID_INPUT and cause.non_retryable
     return cause
+
+
+# -- currencies are ISO 4217, amounts within their minor units ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "accepted"),
+    [
+        ("USD", "10.25", True),
+        ("USD", "10.125", False),
+        ("JPY", "1500", True),
+        ("JPY", "1500.00", True),  # trailing zeros are no minor units
+        ("JPY", "1500.50", False),
+        ("KWD", "1.125", True),
+        ("KWD", "1.1255", False),
+    ],
+)
+def test_amounts_carry_at_most_the_currencys_minor_units(
+    currency: str, price: str, accepted: bool
+) -> None:
+    data = example()
+    data.update(currency=currency)
+    data["lines"][0].update(unit_price=price)
+    if accepted:
+        assert Order.model_validate_json(json.dumps(data)).lines[0].unit_price == Decimal(price)
+    else:
+        assert f"has more decimals than {currency} allows" in errors_of(data)[""]
+
+
+def test_the_currency_table_is_babels_not_ours() -> None:
+    from babel.numbers import get_currency_precision
+
+    table = iso_currencies()
+    assert {"USD", "EUR", "GBP", "JPY", "KWD", "CHF"} <= set(table)
+    assert not {"XYZ", "XXX", "DEM"} & set(table)  # made up, "no currency", withdrawn
+    assert all(table[code] == get_currency_precision(code) for code in table)
+
+
+def test_an_order_an_earlier_release_took_still_decodes_leniently_for_its_replay() -> None:
+    """A running order accepted with a number for a price (before the rule was enforced)
+    must not fail when its history replays: the converter takes it leniently and says why."""
+    data = example()
+    data.update(currency="XYZ")
+    data["lines"][0].update(unit_price=5, quantity="2")
+    order = decode(json.dumps(data).encode(), Order | CarriedState)
+    assert isinstance(order, Order) and order.lines[0].quantity == 2
+    problems = contract_problems(order)
+    assert problems is not None
+    assert "currency: 'XYZ'" in problems and "lines.0.unit_price" in problems
+    assert contract_problems(Order.model_validate_json(EXAMPLE_ORDER.read_text())) is None
+
+
+async def test_a_raw_start_names_the_orders_field_not_every_union_member(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    data = dict(example(), order_id=f"zero-{uuid.uuid4().hex[:8]}")
+    data["lines"][0].update(quantity=0)
+    cause = await raw_start_failure(time_skipping_env, data)
+    assert cause.message == "invalid Order: lines.0.quantity: Input should be greater than 0"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"currency": "XYZ"}, "currency: 'XYZ' is not an ISO 4217 currency code"),
+        ({"lines": [{"line_id": "1", "sku": "KTP", "quantity": 5, "unit_price": 5}]},
+         "lines.0.unit_price: money must be a decimal string"),
+        ({"lines": [{"line_id": "1", "sku": "KTP", "quantity": "5", "unit_price": "5"}]},
+         'lines.0.quantity: must be a JSON integer such as 2, not "5"'),
+    ],
+)  # fmt: skip
+async def test_a_raw_start_the_exact_contract_refuses_fails_with_invalid_input(
+    time_skipping_env: WorkflowEnvironment, change: dict[str, Any], expected: str
+) -> None:
+    data = dict(example(), order_id=f"strict-{uuid.uuid4().hex[:8]}") | change
+    cause = await raw_start_failure(time_skipping_env, data)
+    assert cause.message.startswith("invalid Order: ") and expected in cause.message

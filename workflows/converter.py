@@ -6,13 +6,23 @@ sits "running" forever. Here, in the workflow's own context (start input, signal
 updates), a validation error becomes a non-retryable `ApplicationError` of type `InvalidInput`
 that names each bad field: the workflow fails at once with that message. Activity results keep
 the stock behaviour (a task failure that a fixed deployment can recover).
+
+Payloads are decoded by the exact contract first. One only the rules of earlier releases accept
+(an order taken before currencies were checked, in a history replayed months later) decodes
+leniently, with what the exact contract refused recorded on it (`contract_problems`): the
+workflow's start and the update validators refuse it, a replay carries on. A union input (the
+workflow's `Order | CarriedState`) is reported against the member the payload is closest to,
+not with a clause for every member.
 """
 
 from __future__ import annotations
 
+import types
+import typing
+from functools import cache
 from typing import Any, Self
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
 from temporalio.converter import (
@@ -23,14 +33,83 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
+from domain.contract import LENIENT, Message, mark_lenient
+
 INVALID_INPUT = "InvalidInput"
 
 
 def describe(err: ValidationError) -> str:
-    """`lines.0.quantity: Input should be greater than 0; ...`: one clause per bad field."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(value)'}: {e['msg']}" for e in err.errors()
-    )
+    """`lines.0.quantity: Input should be greater than 0; ...`: one clause per bad field (a
+    whole-model rule by its message alone)."""
+    clauses = []
+    for e in err.errors():
+        message = e["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in e["loc"])
+        clauses.append(f"{field}: {message}" if field else message)
+    return "; ".join(clauses)
+
+
+@cache
+def _adapter(type_hint: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(type_hint)
+
+
+def _members(type_hint: Any) -> tuple[Any, ...]:
+    """The models of a union of models (`Order | CarriedState`), else just the type."""
+    if typing.get_origin(type_hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(type_hint)
+        if all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+            return args
+    return (type_hint,)
+
+
+def _message_type(type_hint: Any) -> type[Message] | None:
+    """The customer-service message a handler takes (`CancelRequest`, or `CancelRequest |
+    None`), if it takes one."""
+    hints = [h for h in _members_or_optional(type_hint) if h is not type(None)]
+    if len(hints) == 1 and isinstance(hints[0], type) and issubclass(hints[0], Message):
+        return hints[0]
+    return None
+
+
+def _members_or_optional(type_hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(type_hint) in (typing.Union, types.UnionType):
+        return typing.get_args(type_hint)
+    return (type_hint,)
+
+
+def unreadable(message_type: type[Message], err: InvalidPayload) -> Message:
+    """An empty message that carries why it was refused: the handler answers it."""
+    value = message_type.model_construct()
+    mark_lenient(value, describe(err.error))
+    return value
+
+
+def decode(data: bytes, type_hint: Any) -> Any:
+    """`data` as `type_hint` by the exact contract, else leniently with the problems recorded.
+    Raises `InvalidPayload` naming the type (the closest member of a union) and each field."""
+    errors: list[tuple[Any, ValidationError]] = []
+    for member in _members(type_hint):
+        try:
+            return _adapter(member).validate_json(data)
+        except ValidationError as err:
+            errors.append((member, err))
+    member, exact = min(errors, key=lambda e: e[1].error_count())
+    try:
+        value = _adapter(member).validate_json(data, context={LENIENT: True})
+    except ValidationError:
+        raise InvalidPayload(member, exact) from None
+    mark_lenient(value, describe(exact))
+    return value
+
+
+class InvalidPayload(Exception):
+    """A payload no rule of the contract accepts."""
+
+    def __init__(self, type_hint: Any, err: ValidationError) -> None:
+        self.name = getattr(type_hint, "__name__", "payload")
+        self.error = err
+        super().__init__(f"invalid {self.name}: {describe(err)}")
 
 
 class _ContractJSONConverter(PydanticJSONPlainPayloadConverter, WithSerializationContext):
@@ -43,14 +122,14 @@ class _ContractJSONConverter(PydanticJSONPlainPayloadConverter, WithSerializatio
 
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
         try:
-            return super().from_payload(payload, type_hint)
-        except ValidationError as err:
+            return decode(payload.data, Any if type_hint is None else type_hint)
+        except InvalidPayload as err:
             if not self._in_workflow:
-                raise
-            name = getattr(type_hint, "__name__", "payload")
-            raise ApplicationError(
-                f"invalid {name}: {describe(err)}", type=INVALID_INPUT, non_retryable=True
-            ) from None
+                raise err.error from None
+            message_type = _message_type(type_hint)
+            if message_type is not None:
+                return unreadable(message_type, err)
+            raise ApplicationError(str(err), type=INVALID_INPUT, non_retryable=True) from None
 
 
 class ContractPayloadConverter(PydanticPayloadConverter):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
+from domain.contract import Count, Day, PositiveCount
 from domain.order import Contract, Identifier
 from domain.planner.demand import Backorder, BackorderLine
 
@@ -38,10 +38,10 @@ class Allotment(Contract):
 
     line_id: Identifier
     sku: Identifier
-    quantity: PositiveInt
+    quantity: PositiveCount
     location: Identifier
     source: StockSource
-    expected_date: dt.date | None = None
+    expected_date: Day | None = None
     receipt_id: Identifier | None = None
 
 
@@ -51,7 +51,7 @@ class Shipment(Contract):
     kind: ShipmentKind
     location: Identifier
     destination: Identifier | None = None
-    expected_date: dt.date | None = None
+    expected_date: Day | None = None
     allotments: Annotated[tuple[Allotment, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -75,11 +75,11 @@ class LineOutcome(Contract):
 
     line_id: Identifier
     sku: Identifier
-    released: NonNegativeInt
+    released: Count
     """Assigned now, in the shipments of this plan."""
-    backordered: NonNegativeInt
+    backordered: Count
     """Still waiting for stock."""
-    cancelled: NonNegativeInt
+    cancelled: Count
     """Not backorderable and out of stock, or a missing insert that was dropped."""
 
     @property
