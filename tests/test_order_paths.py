@@ -162,7 +162,7 @@ async def test_cancel_order_update_refuses_what_it_cannot_cancel_then_cancels_pa
     refusals = [(e.value.cause.type, e.value.cause.message) for e in (unknown, shipped)
                 if isinstance(e.value.cause, ApplicationError)]  # fmt: skip
     assert refusals == [
-        ("BookError", f"order {order.order_id} has no line 'L9'"),
+        ("UnknownLine", f"order {order.order_id} has no line 'L9'"),
         ("CancelRejected", "line L1 (A) has nothing left to cancel: 2 shipped, 0 cancelled"),
     ]
     assert (refused.lines, refused.shipments, refused.payment, refused.log) == (

@@ -6,18 +6,33 @@ the waiting orders in one PostgreSQL transaction; a second activity then signals
 got stock (only those). Passes run one at a time, from this loop only, so two passes of a site
 never race each other. The history stays short: the allocator continues as new when Temporal
 suggests it, carrying what is pending.
+
+New input is held to the exact contract. The `apply_inventory` and `run_check` validators
+refuse a payload only the rules of earlier releases accept (an `InvalidInput` error naming the
+fields); the `inventory` signal has no answer, so such an event of it is refused alone and
+reported rejected by the next pass. Payloads already in a history replay as they ran.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from domain.inventory import EventOutcome, InventoryBatch, InventoryEvent
+    from domain.contract import contract_problems
+    from domain.inventory import (
+        EventOutcome,
+        EventStatus,
+        InventoryBatch,
+        InventoryEvent,
+        Rejection,
+        id_conflict,
+    )
     from workflows.allocator_messages import (
         AllocatorStart,
         AllocatorStatus,
@@ -27,7 +42,13 @@ with workflow.unsafe.imports_passed_through():
         PendingWork,
     )
     from workflows.calls import call
+    from workflows.converter import INVALID_INPUT
 
+REFUSE_AT_ARRIVAL = "allocator-refuses-inexact-and-conflicting-events"
+"""Patch: an event of the `inventory` signal that only the rules of earlier releases accept
+(a quantity of "2") is refused, not applied as decoded; an event whose id is waiting for the
+pass with other content is refused, not answered with the waiting event's outcome. Both are
+rejected in the next pass's `refused` (histories recorded before replay as they ran)."""
 RECENT_PASSES = 20
 """Passes kept for the status query."""
 RESULTS_KEPT = 50
@@ -53,6 +74,7 @@ class AllocatorWorkflow:
         self._orders = set(start.pending.order_ids)
         self._full = start.pending.full
         self._reasons = list(start.pending.reasons)
+        self._refused = list(start.pending.refused)
         self._batch = 0
         """The batch now filling; it is taken by the next pass."""
         self._results: dict[int, PassOutcome] = {}
@@ -75,7 +97,8 @@ class AllocatorWorkflow:
 
     @workflow.signal
     def inventory(self, batch: InventoryBatch) -> None:
-        """Events from the feed, applied in the next pass (no answer: use `apply_inventory`)."""
+        """Events from the feed, applied in the next pass (no answer: use `apply_inventory`).
+        An event refused on arrival is reported in that pass's `refused`."""
         self._add_events(batch.events)
 
     @workflow.signal
@@ -86,18 +109,26 @@ class AllocatorWorkflow:
     @workflow.update
     async def apply_inventory(self, batch: InventoryBatch) -> FeedResult:
         """Apply the events in the next pass and answer each one's outcome."""
-        ticket = self._add_events(batch.events)
+        ticket, refused = self._add_events(batch.events)
         await workflow.wait_condition(lambda: ticket in self._results)
         done = self._results[ticket]
-        wanted = {e.event_id for e in batch.events}
-        outcomes = tuple(o for o in done.report.outcomes if o.event_id in wanted)
+        taken = {e.event_id for e in batch.events} - {o.event_id for o in refused}
+        outcomes = tuple(o for o in done.report.outcomes if o.event_id in taken)
         return FeedResult(
             pass_id=done.report.pass_id,
-            outcomes=outcomes,
+            outcomes=outcomes + refused,
             positions=done.report.positions,
             orders_released=done.report.orders_released,
             units_released=done.report.units_released,
         )
+
+    @apply_inventory.validator
+    def _validate_inventory(self, batch: InventoryBatch) -> None:
+        """Refuse a batch the exact contract refuses, naming each event's fields."""
+        problems = contract_problems(batch)
+        if problems is not None:
+            events = {e.event_id: contract_problems(e) for e in batch.events}
+            raise _invalid(batch, problems, events={k: v for k, v in events.items() if v})
 
     @workflow.update
     async def run_check(self, check: c.AllocationCheck) -> PassOutcome:
@@ -105,6 +136,14 @@ class AllocatorWorkflow:
         ticket = self._add_check(check)
         await workflow.wait_condition(lambda: ticket in self._results)
         return self._results[ticket]
+
+    @run_check.validator
+    def _validate_check(self, check: c.AllocationCheck) -> None:
+        """Refuse a check the exact contract refuses (none of its rules is relaxed today:
+        this keeps the next one that is from slipping through)."""
+        problems = contract_problems(check)
+        if problems is not None:
+            raise _invalid(check, problems)
 
     @workflow.query
     def status(self) -> AllocatorStatus:
@@ -124,7 +163,7 @@ class AllocatorWorkflow:
         ticket, work = self._batch, self._pending()
         self._batch += 1
         self._events, self._skus, self._orders = {}, set(), set()
-        self._full, self._reasons = False, []
+        self._full, self._reasons, self._refused = False, [], []
         self._passes += 1
         pass_id = f"{self._site}-{self._passes}-{str(workflow.uuid4())[:8]}"
         reason = "; ".join(dict.fromkeys(work.reasons)) or "inventory events"
@@ -155,18 +194,14 @@ class AllocatorWorkflow:
             self._add_check(
                 c.AllocationCheck(reason="stock of ended orders", skus=delivery.freed_skus)
             )
-        self._results[ticket] = PassOutcome(report=report, delivery=delivery)
+        done = PassOutcome(report=report, delivery=delivery, refused=work.refused)
+        self._results[ticket] = done
         self._results.pop(ticket - RESULTS_KEPT, None)
-        self._log(report, delivery, reason, len(work.events))
+        self._log(done, reason, len(work.events) + len(work.refused))
 
-    def _log(
-        self,
-        report: c.PassReport,
-        delivery: c.DeliveryReport,
-        reason: str,
-        events: int,
-    ) -> None:
-        rejected = [o for o in report.outcomes if not o.ok]
+    def _log(self, done: PassOutcome, reason: str, events: int) -> None:
+        report, delivery = done.report, done.delivery
+        rejected = [*done.refused, *(o for o in report.outcomes if not o.ok)]
         entry = PassLog(
             pass_id=report.pass_id,
             at=workflow.now(),
@@ -197,11 +232,35 @@ class AllocatorWorkflow:
 
     # -- pending work --------------------------------------------------------------------------
 
-    def _add_events(self, events: Iterable[InventoryEvent]) -> int:
+    def _add_events(self, events: Iterable[InventoryEvent]) -> tuple[int, tuple[EventOutcome, ...]]:
+        """Queue the events for the next pass: its ticket, and the events refused on arrival
+        (also reported by the pass)."""
+        refused = []
         for e in events:
-            self._events.setdefault(e.event_id, e)  # the same id twice in a batch: applied once
+            refusal = self._refusal(e)
+            if refusal is not None:
+                refused.append(refusal)
+            else:  # the same event twice (an id already waiting): applied once
+                self._events.setdefault(e.event_id, e)
+        self._refused.extend(refused)
         self._reasons.append("inventory events")
-        return self._batch
+        return self._batch, tuple(refused)
+
+    def _refusal(self, event: InventoryEvent) -> EventOutcome | None:
+        """Why `event` may not join the next pass, as its rejection; None: it may. Only the
+        rules of earlier releases accept it, or its id is waiting with other content."""
+        problems = contract_problems(event)
+        waiting = self._events.get(event.event_id)
+        conflict = None
+        if waiting is not None:
+            conflict = id_conflict(
+                waiting.model_dump(mode="json"), event, "is waiting to be applied"
+            )
+        if (problems is None and conflict is None) or not workflow.patched(REFUSE_AT_ARRIVAL):
+            return None
+        if problems is not None:
+            return _rejected(event, Rejection.MALFORMED, f"not applied: {problems}")
+        return _rejected(event, Rejection.ID_CONFLICT, str(conflict))
 
     def _add_check(self, check: c.AllocationCheck) -> int:
         if check.full:
@@ -212,7 +271,7 @@ class AllocatorWorkflow:
         return self._batch
 
     def _has_work(self) -> bool:
-        return bool(self._events or self._skus or self._orders or self._full)
+        return bool(self._events or self._skus or self._orders or self._full or self._refused)
 
     def _pending(self) -> PendingWork:
         return PendingWork(
@@ -221,6 +280,7 @@ class AllocatorWorkflow:
             order_ids=tuple(sorted(self._orders)),
             full=self._full,
             reasons=tuple(dict.fromkeys(self._reasons)),
+            refused=tuple(self._refused),
         )
 
     def _carried(self) -> AllocatorStart:
@@ -235,3 +295,20 @@ class AllocatorWorkflow:
 
 def _log_rejection(outcome: EventOutcome) -> None:
     workflow.logger.warning("event %s rejected: %s", outcome.event_id, outcome.reason)
+
+
+def _rejected(event: InventoryEvent, rejection: Rejection, reason: str) -> EventOutcome:
+    return EventOutcome(
+        event_id=event.event_id, status=EventStatus.REJECTED, rejection=rejection, reason=reason
+    )
+
+
+def _invalid(payload: Any, problems: str, **details: Any) -> ApplicationError:
+    """An update's refusal of a payload the exact contract refuses: non-retryable (sending it
+    again changes nothing), typed and worded as the converter refuses any other bad payload."""
+    return ApplicationError(
+        f"invalid {type(payload).__name__}: {problems}",
+        {"problems": problems, **details},
+        type=INVALID_INPUT,
+        non_retryable=True,
+    )

@@ -7,13 +7,10 @@ The inventory events themselves (`domain.inventory`) and the check request
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated
-
-from pydantic import Field
 
 from activities.contracts import AllocationCheck, DeliveryReport, PassReport
+from domain.contract import Contract, Count, Identifier
 from domain.inventory import EventOutcome, InventoryEvent, StockPosition
-from domain.order import Contract, Identifier
 
 ALLOCATOR_ID_PREFIX = "allocator-"
 
@@ -31,10 +28,12 @@ class PendingWork(Contract):
     order_ids: tuple[Identifier, ...] = ()
     full: bool = False
     reasons: tuple[str, ...] = ()
+    refused: tuple[EventOutcome, ...] = ()
+    """Events refused on arrival, reported by the next pass (see `PassOutcome.refused`)."""
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.skus or self.order_ids or self.full)
+        return not (self.events or self.skus or self.order_ids or self.full or self.refused)
 
 
 class PassLog(Contract):
@@ -58,7 +57,7 @@ class AllocatorStart(Contract):
     site: Identifier
     batch_window: timedelta = timedelta(seconds=2)
     """Events arriving this close together share one pass."""
-    passes: Annotated[int, Field(ge=0)] = 0
+    passes: Count = 0
     """Passes run so far (the next pass's number)."""
     pending: PendingWork = PendingWork()
     recent: tuple[PassLog, ...] = ()
@@ -79,6 +78,10 @@ class PassOutcome(Contract):
 
     report: PassReport
     delivery: DeliveryReport
+    refused: tuple[EventOutcome, ...] = ()
+    """Events the allocator refused when they arrived, never applied (all rejected): an event of
+    the `inventory` signal that only the rules of earlier releases accept (`malformed`), or one
+    whose id was waiting for this pass with other content (`id_conflict`)."""
 
 
 class AllocatorStatus(Contract):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -24,42 +23,37 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.acceptance import Acceptance
 from workflows.allotments import Allotments
+from workflows.customer_service import CustomerService, RefusedMessage, ServiceMessage
 from workflows.failures import cause_of, error_type_of
 from workflows.order_views import line_statuses, order_summary, waiting_book
-from workflows.patches import CLAIM_ORDER_ID, SETTLE_UNDER_LOCK
+from workflows.patches import CLAIM_ORDER_ID, SETTLE_UNDER_LOCK, STRICT_CONTRACT
 from workflows.timer_duties import TimerDuties
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from domain.contract import contract_problems
     from domain.order import Order, placed_at_problem
-    from domain.order_book import BookError
     from domain.policy import BackorderPolicy
-    from domain.schedule import ScheduleState, due, next_wakeup, record_consent, summary
-    from workflows.calls import call
-    from workflows.converter import INVALID_INPUT
+    from domain.schedule import ScheduleState, due, next_wakeup, summary
+    from workflows import refusals as r
+    from workflows.calls import call, shielded
     from workflows.messages import (
         AllotmentSignal,
         BackorderStatus,
         BackorderSummary,
-        CancelRequest,
-        CancelResult,
         CarriedState,
-        CheckNow,
-        ConsentSignal,
         OrderStatus,
-        PriorityChange,
     )
 
 T = TypeVar("T")
-Event = AllotmentSignal | CancelRequest | ConsentSignal | PriorityChange | CheckNow
+Event = AllotmentSignal | ServiceMessage | RefusedMessage
 
 DUTIES_PER_WAKEUP = 50
 """A guard: the schedule advances on every duty, so more than this means a bug, not work."""
-WRONG_WORKFLOW_ID = "WrongWorkflowId"
 
 
 @workflow.defn(name="BackorderWorkflow")
-class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
+class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
     @workflow.init
     def __init__(self, start: Order | CarriedState) -> None:
         order = start.order if isinstance(start, CarriedState) else start
@@ -115,9 +109,9 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
         try:
             if not self._accepted:
                 async with self._lock:  # an early cancel_order waits for acceptance to finish
-                    await _shielded(self._accept())
+                    await shielded(self._accept())
             while not self._book.settled:
-                await _shielded(self._work())
+                await shielded(self._work())
                 if self._book.settled:
                     break
                 if workflow.info().is_continue_as_new_suggested():
@@ -125,13 +119,13 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
                     if not self._inbox and not self._book.settled:
                         workflow.continue_as_new(self._carried())
                 await self._sleep()
-            await _shielded(self._settle())
+            await shielded(self._settle())
         except asyncio.CancelledError:
             # Cancelled from Temporal (an operator): compensate, then end as cancelled.
-            await _shielded(self._compensate("workflow cancelled", "temporal"))
+            await shielded(self._compensate("workflow cancelled", "temporal"))
             raise
         except ActivityError as err:
-            await _shielded(self._compensate(f"failed: {cause_of(err)}", "backorder-workflow"))
+            await shielded(self._compensate(f"failed: {cause_of(err)}", "backorder-workflow"))
             raise ApplicationError(
                 f"order {order.order_id} could not continue: {cause_of(err)}; what was not shipped "
                 "was cancelled and given back",
@@ -166,7 +160,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
         await workflow.wait_condition(workflow.all_handlers_finished)
         while self._inbox and workflow.patched(SETTLE_UNDER_LOCK):
             async with self._lock:
-                await _shielded(self._drain())
+                await shielded(self._drain())
             await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _claim(self) -> None:
@@ -174,22 +168,24 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
         whatever the entry point (our CLI, raw `temporal workflow start`, another SDK) and
         however long ago the first run ended."""
         order, info = self._order, workflow.info()
+        problems = contract_problems(order)
+        if problems is not None and workflow.patched(STRICT_CONTRACT):
+            raise r.invalid("Order", problems).error()  # taken only by an earlier release's rules
         late = placed_at_problem(order.placed_at, workflow.now())
         if late is not None:  # the contract's bound against now, where the order enters
             raise ApplicationError(
                 f"invalid Order: placed_at: {late[1]}",
                 late[0],
-                type=INVALID_INPUT,
+                type=r.INVALID_INPUT,
                 non_retryable=True,
             )
         if info.workflow_id != order.workflow_id:
-            raise ApplicationError(
+            raise r.Refusal(
+                r.WRONG_WORKFLOW_ID,
                 f"order {order.order_id} must run as workflow {order.workflow_id}, not "
                 f"{info.workflow_id}: one workflow per order",
-                order.workflow_id,
-                type=WRONG_WORKFLOW_ID,
-                non_retryable=True,
-            )
+                {"field": "order_id", "workflow_id": order.workflow_id},
+            ).error()
         claim = c.OrderClaim(
             order_id=order.order_id,
             workflow_id=info.workflow_id,
@@ -265,42 +261,6 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
         """Stock the allocator reserved for this order, and news of awaited receipts."""
         self._inbox.append(allotment)
 
-    @workflow.signal
-    def cancel(self, request: CancelRequest | None = None) -> None:
-        """Cancel the whole order, or given lines; a cancel that cannot apply is logged."""
-        self._inbox.append(request or CancelRequest())
-
-    @workflow.signal
-    def consent(self, consent: ConsentSignal | None = None) -> None:
-        """The customer accepts the shipping delay (FTC rule)."""
-        self._inbox.append(consent or ConsentSignal())
-
-    @workflow.signal
-    def check_now(self, request: CheckNow | None = None) -> None:
-        """Ask the allocator to look at this order again."""
-        self._inbox.append(request or CheckNow())
-
-    @workflow.signal
-    def set_priority(self, change: PriorityChange) -> None:
-        """Serve this order as another tier from now on."""
-        self._inbox.append(change)
-
-    @workflow.update
-    async def cancel_order(self, request: CancelRequest) -> CancelResult:
-        """Cancel and answer what was cancelled and given back."""
-        await workflow.wait_condition(lambda: self._accepted)
-        async with self._lock:
-            try:
-                return await _shielded(self._cancel(request))
-            except BookError as err:  # the order changed since the validator ran
-                raise ApplicationError(str(err), type="CancelRejected") from None
-
-    @cancel_order.validator
-    def _validate_cancel(self, request: CancelRequest) -> None:
-        if self._book.settled:
-            raise ValueError(f"order {self._order.order_id} has nothing left to cancel")
-        self._book.plan_cancel(request.lines)  # raises with the reason
-
     @workflow.query
     def status(self) -> OrderStatus:
         return OrderStatus(
@@ -330,40 +290,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties):
             await self._handle(self._inbox.pop(0))
 
     async def _handle(self, event: Event) -> None:
-        match event:
-            case AllotmentSignal():
-                await self._allot(event)
-            case CancelRequest():
-                try:
-                    await self._cancel(event)
-                except BookError as err:
-                    self._note("cancel refused", f"{err} (from {event.requested_by})")
-            case ConsentSignal():
-                before = self._schedule.ftc
-                self._schedule = record_consent(
-                    self._schedule, self._policy, workflow.now(), event.until
-                )
-                taken = (
-                    "recorded" if self._schedule.ftc != before else "ignored: nothing to consent to"
-                )
-                self._note("consent", f"{taken} (via {event.channel}, until {event.until})")
-                await self._changed()
-            case CheckNow():
-                await self._request_check(event.reason)
-            case PriorityChange():
-                self._note("priority", f"{self._tier} -> {event.tier}: {event.reason}")
-                self._tier = event.tier
-                await self._update_demand()
-                await self._changed()
-
-
-async def _shielded(work: Awaitable[T]) -> T:
-    """Run `work` to the end even if the workflow is cancelled meanwhile: a half-done change
-    (stock freed but money not given back) must never be left behind. The cancel is re-raised
-    once the work is done."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+        if isinstance(event, AllotmentSignal):
+            await self._allot(event)
+        else:
+            await self._serve(event)

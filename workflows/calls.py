@@ -7,6 +7,8 @@ raise an exception for an operator (a re-authorisation cannot wait forever: the 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -19,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
+T = TypeVar("T")
 
 UNTIL_IT_WORKS = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -61,3 +64,15 @@ async def call(
         retry_policy=PAYMENT if payment else UNTIL_IT_WORKS,
     )
     return result  # type: ignore[no-any-return]
+
+
+async def shielded(work: Awaitable[T]) -> T:
+    """Run `work` to the end even if the workflow is cancelled meanwhile: a half-done change
+    (stock freed but money not given back) must never be left behind. The cancel is re-raised
+    once the work is done."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

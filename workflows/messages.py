@@ -7,13 +7,13 @@ send signals through Temporal without our Python code.
 from __future__ import annotations
 
 import datetime as dt
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
+from domain.contract import Count, Currency, Day, Instant, Message
 from domain.inventory import ReceiptStatus as ReceiptStatus  # part of this contract
 from domain.order import Contract, Identifier, Money, Order
 from domain.order_book import BookedShipment, BookStatus, CancelledPart, CancelLine, OrderBook
@@ -36,7 +36,7 @@ class BackorderStatus(StrEnum):
     """Nothing shipped: the whole order was cancelled."""
 
 
-class CancelRequest(Contract):
+class CancelRequest(Message):
     """The `cancel` signal and `cancel_order` update: withdraw the whole order (no `lines`), or
     the given lines (all of a line not shipped yet, or `quantity` units of it)."""
 
@@ -55,6 +55,29 @@ class CancelResult(Contract):
     """Refunded from captured money (payment taken at order)."""
 
 
+class ConsentResult(Contract):
+    """The `give_consent` update's answer: the FTC state the consent left the order in."""
+
+    ftc_state: FtcState
+    consented_until: Day | None = None
+    """The date the customer accepted shipping by (None: the notice's revised date)."""
+
+
+class PriorityResult(Contract):
+    """The `change_priority` update's answer: the tier the order was and is served as."""
+
+    previous_tier: str
+    tier: str
+
+
+class CheckResult(Contract):
+    """The `request_check` update's answer: what the allocator was asked to look at."""
+
+    skus: tuple[str, ...]
+    backordered_units: Count
+    """Units of the order waiting for stock when the check was asked for."""
+
+
 class ReceiptChange(Contract):
     receipt_id: Identifier
     status: ReceiptStatus
@@ -70,22 +93,25 @@ class AllotmentSignal(Contract):
     receipts: tuple[ReceiptChange, ...] = ()
 
 
-class ConsentSignal(Contract):
-    """The `consent` signal: the customer accepts the shipping delay (FTC rule)."""
+class ConsentSignal(Message):
+    """The `consent` signal and `give_consent` update: the customer accepts the shipping delay
+    (FTC rule)."""
 
-    until: dt.date | None = None
+    until: Day | None = None
     """Up to this date; none: the revised date of the last notice."""
     channel: Annotated[str, Field(min_length=1, max_length=100)] = "customer"
 
 
-class CheckNow(Contract):
-    """The `check_now` signal: ask the allocator to look at this order again at once."""
+class CheckNow(Message):
+    """The `check_now` signal and `request_check` update: ask the allocator to look at this
+    order again at once."""
 
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "operator request"
 
 
-class PriorityChange(Contract):
-    """The `set_priority` signal: serve this order as `tier` from now on (e.g. `vip`)."""
+class PriorityChange(Message):
+    """The `set_priority` signal and `change_priority` update: serve this order as `tier` from
+    now on (e.g. `vip`; a tier the site's policy ranks, or `standard`)."""
 
     tier: Annotated[str, Field(min_length=1, max_length=50)]
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "customer service"
@@ -94,16 +120,16 @@ class PriorityChange(Contract):
 class LineStatus(Contract):
     line_id: Identifier
     sku: Identifier
-    ordered: int
-    released: int
-    backordered: int
-    cancelled: int
+    ordered: Count
+    released: Count
+    backordered: Count
+    cancelled: Count
 
 
 class LogEntry(Contract):
     """One thing that happened to the order: an allotment, a check, a notice, a cancel..."""
 
-    at: AwareDatetime
+    at: Instant
     event: str
     detail: str
 
@@ -116,12 +142,12 @@ class OrderStatus(Contract):
     status: BackorderStatus
     customer_tier: str
     order_value: Decimal
-    currency: str
-    backordered_since: AwareDatetime
-    as_of: AwareDatetime
+    currency: Currency
+    backordered_since: Instant
+    as_of: Instant
     """Workflow time of this answer: the workflow's last activity. An idle workflow does not
     run, so compare `backordered_since` with your own clock for its age right now."""
-    days_in_backorder: int
+    days_in_backorder: Count
     """Whole days between `backordered_since` and `as_of`."""
     lines: list[LineStatus]
     parent: BookStatus = BookStatus.BACKORDERED
@@ -129,7 +155,7 @@ class OrderStatus(Contract):
     cancelled."""
     shipments: tuple[BookedShipment, ...] = ()
     payment: PaymentBook | None = None
-    expected_ship_date: dt.date | None = None
+    expected_ship_date: Day | None = None
     ftc_state: FtcState = FtcState.NONE
     schedule: ScheduleSummary | None = None
     """The FTC deadline and the next timer of each kind (None: nothing is armed)."""
@@ -146,8 +172,8 @@ class BackorderSummary(Contract):
     lines: list[LineStatus]
     shipments: tuple[BookedShipment, ...] = ()
     payment: PaymentBook | None = None
-    days_in_backorder: int
-    ended_at: datetime
+    days_in_backorder: Count
+    ended_at: Instant
 
 
 class OrderRecord(Contract):

@@ -22,3 +22,10 @@ RECEIPT_NEWS_PER_SHIPMENT = "receipt-news-per-shipment"
 """Patch: a receipt's arrival counts for the shipments waiting on it when the news came, not
 for ones promised later from the rest of a purchase order received in parts, and each pass's
 receipt news has steps of its own (the same receipt may arrive in several parts)."""
+ANSWER_EVERY_MESSAGE = "answer-every-message"
+"""Patch: a customer-service signal that cannot be applied (unreadable, unknown name, refused:
+nothing to consent to, unknown tier...) is recorded and raised to the exception queue, and a
+priority change to an unknown tier is refused (before: logged, dropped or applied)."""
+STRICT_CONTRACT = "strict-order-contract"
+"""Patch: an order the exact contract refuses (currency, money as a number, quantity as a
+string), decoded leniently, fails its start with InvalidInput (before: accepted)."""

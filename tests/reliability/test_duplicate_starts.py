@@ -26,8 +26,9 @@ from payments.sandbox import SandboxGateway
 from tests.checkout import checked_out
 from tests.reliability.invariants import check_invariants
 from worker import build_worker
-from workflows.backorder import WRONG_WORKFLOW_ID, BackorderWorkflow
+from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus, CancelRequest
+from workflows.refusals import WRONG_WORKFLOW_ID
 
 pytestmark = pytest.mark.e2e
 
