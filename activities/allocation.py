@@ -129,6 +129,7 @@ class AllocationActivities:
             if done is not None:
                 return done
             skus = await _skus_in_play(conn, request)
+            unknown = await unknown_orders(conn, request.order_ids)
             backorders, aside = await _waiting(conn, request.site, skus)
             skus |= {ln.sku for b in backorders for ln in b.lines}
             await _lock(conn, skus, _receipts_named(request.events))
@@ -150,6 +151,7 @@ class AllocationActivities:
                 receipt_notices=len(effects.notices),
                 signals=len(signals),
                 positions=await _positions(conn, effects.skus),
+                unknown_orders=unknown,
             )
             await _record(conn, request, report, signals)
             raised = await _raise_set_aside(conn, request, aside)
@@ -366,6 +368,24 @@ async def _skus_in_play(conn: AsyncConnection[Any], request: c.PassRequest) -> s
         )
         skus.update(str(s) for (s,) in await cur.fetchall())
     return skus
+
+
+async def unknown_orders(conn: AsyncConnection[Any], order_ids: Iterable[str]) -> tuple[str, ...]:
+    """The orders among `order_ids` this service does not know, sorted: no claim (every order
+    accepted claims its id) and no demand row (one written by hand counts as known). A check
+    of only such orders looks at nothing; its answer should say so, not "0 skus"."""
+    wanted = sorted(set(order_ids))
+    if not wanted:
+        return ()
+    cur = await conn.execute(
+        """
+        SELECT w.order_id FROM unnest(%s::text[]) AS w(order_id)
+         WHERE NOT EXISTS (SELECT 1 FROM order_claims c WHERE c.order_id = w.order_id)
+           AND NOT EXISTS (SELECT 1 FROM demand d WHERE d.order_id = w.order_id)
+        """,
+        (wanted,),
+    )
+    return tuple(sorted(str(o) for (o,) in await cur.fetchall()))
 
 
 async def _waiting(

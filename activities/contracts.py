@@ -311,6 +311,8 @@ class PassReport(Contract):
     """Allotment signals owed to order workflows (delivered next)."""
     positions: tuple[StockPosition, ...] = ()
     """Stock of the skus the events touched, after the pass (at most 200 rows)."""
+    unknown_orders: tuple[Identifier, ...] = ()
+    """Orders the check named that the service does not know (no claim, no demand)."""
 
 
 class DeliveryRequest(Contract):

@@ -2,9 +2,10 @@
 
 Each event runs in a savepoint of its own: a bad event is rolled back and reported with the
 reason, the good ones around it stay applied. An event id already in `inventory_events` is a
-redelivery and changes nothing. Rows are locked in the ledger's one order (stock rows by
-(sku, location), then receipts by receipt_id) before any event is applied, so a feed batch and
-concurrent order activities queue instead of deadlocking.
+redelivery and changes nothing; the same id with other content is rejected as an id conflict
+naming what differs. Rows are locked in the ledger's one order (stock rows by (sku, location),
+then receipts by receipt_id) before any event is applied, so a feed batch and concurrent order
+activities queue instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from domain.inventory import (
     Rejection,
     StockAdjusted,
     StockReceived,
+    id_conflict,
 )
 
 _STOCK_LOCK_CLASS = 0x5354  # "ST": the advisory lock space of stock keys (see _lock_stock_keys)
@@ -177,7 +179,11 @@ async def _lock_stock_keys(conn: AsyncConnection[Any], keys: Sequence[StockKey])
 
 
 async def _record(conn: AsyncConnection[Any], event: InventoryEvent, pass_id: str) -> bool:
-    """Record the event id; False when it was applied before (a redelivery)."""
+    """Record the event with its payload; False when its id was applied before with the same
+    content (a redelivery). The same id with other content is rejected (`id_conflict`): an id
+    is the sender's idempotency key, and a change sent under an old one would otherwise be
+    dropped without a word. An event recorded before payloads were kept (NULL) cannot be
+    compared: a redelivery of it stays a duplicate."""
     cur = await conn.execute(
         """
         INSERT INTO inventory_events (event_id, kind, payload, pass_id)
@@ -187,7 +193,16 @@ async def _record(conn: AsyncConnection[Any], event: InventoryEvent, pass_id: st
         """,
         (event.event_id, event.type, Jsonb(event.model_dump(mode="json")), pass_id),
     )
-    return await cur.fetchone() is not None
+    if await cur.fetchone() is not None:
+        return True
+    cur = await conn.execute(
+        "SELECT payload FROM inventory_events WHERE event_id = %s", (event.event_id,)
+    )
+    row = await cur.fetchone()
+    conflict = id_conflict(row[0], event) if row is not None and row[0] is not None else None
+    if conflict is not None:
+        raise Rejected(Rejection.ID_CONFLICT, conflict)
+    return False
 
 
 async def _apply(conn: AsyncConnection[Any], event: InventoryEvent, change: Change) -> None:

@@ -4,19 +4,42 @@ The public contract of the feed (`backorder schema inventory-event`). Every even
 `event_id` chosen by the sender: feeds deliver at least once, and an id seen before is applied
 once. The allocator applies events in one transaction with the allocation pass they trigger, so
 new stock is never visible to a new order before the orders already waiting for it.
+
+An event id is an idempotency key: the same event sent again is a `duplicate`, but the same id
+with other content (`id_conflict`) is rejected, naming what differs, so a change is never
+silently dropped. Content is everything but the id and `occurred_at` (when it happened at the
+source: audit metadata that a feed re-exporting an event may stamp again; the ledger does not
+act on it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import AwareDatetime, Field, NonNegativeInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
-from domain.order import Contract, Identifier, require_unique
+from domain.contract import (
+    JSON_INTEGER,
+    Contract,
+    Count,
+    Identifier,
+    lenient,
+    mark_lenient,
+    require_unique,
+)
 
-Units = Annotated[int, Field(gt=0, le=10_000_000)]
+Units = Annotated[int, JSON_INTEGER, Field(gt=0, le=10_000_000)]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 MAX_EVENTS_PER_BATCH = 1000
 """Events per signal or update: keeps each message well under Temporal's payload limit."""
@@ -27,6 +50,22 @@ class _Event(Contract):
     """The sender's id of this event; the same id again is a redelivery, applied once."""
     occurred_at: AwareDatetime | None = None
     """When it happened at the source (kept for the audit trail)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _note_inexact(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
+        """Decoded leniently (a payload only the rules of earlier releases accept), the event
+        records what the exact contract refuses in it (`contract_problems`), so that the
+        allocator can refuse it alone and apply the exact events of its batch."""
+        event = handler(data)
+        if lenient(info):
+            try:
+                cls.model_validate(data)
+            except ValidationError as err:
+                mark_lenient(event, validation_reason(err))
+        return event
 
 
 class StockReceived(_Event):
@@ -46,7 +85,7 @@ class StockAdjusted(_Event):
     type: Literal["adjustment"] = "adjustment"
     sku: Identifier
     location: Identifier
-    delta: Annotated[int, Field(ge=-10_000_000, le=10_000_000)]
+    delta: Annotated[int, JSON_INTEGER, Field(ge=-10_000_000, le=10_000_000)]
     reason: Reason
 
     @model_validator(mode="after")
@@ -118,7 +157,7 @@ class LocationDefined(_Event):
 
     type: Literal["location"] = "location"
     location_id: Identifier
-    rank: NonNegativeInt = 0
+    rank: Count = 0
     pickup: bool = False
 
 
@@ -144,6 +183,10 @@ InventoryEvent = Annotated[
     | ProductDefined,
     Field(discriminator="type"),
 ]
+EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.model_fields["type"].default for cls in get_args(get_args(InventoryEvent)[0])
+)
+"""The `type` of every event, in the order of the union."""
 
 
 class InventoryBatch(Contract):
@@ -182,7 +225,12 @@ class Rejection(StrEnum):
     WOULD_TAKE_RESERVED = "would_take_reserved"
     """The change would leave fewer units than orders hold."""
     MALFORMED = "malformed"
-    """Not a valid event (bad JSON, a missing or wrong field): the line is named."""
+    """Not a valid event (bad JSON, a missing or wrong field): the line is named. Also an
+    event of an `inventory` signal that only the rules of earlier releases accept (a quantity
+    of `"2"`): the field is named."""
+    ID_CONFLICT = "id_conflict"
+    """The event id was used before for another event (applied, or waiting for the pass):
+    the reason names the fields that differ. Send a new event with a new id."""
 
 
 class EventOutcome(Contract):
@@ -201,8 +249,8 @@ class StockPosition(Contract):
 
     sku: Identifier
     location: Identifier
-    on_hand: NonNegativeInt
-    reserved: NonNegativeInt
+    on_hand: Count
+    reserved: Count
 
 
 class ReceiptStatus(StrEnum):
@@ -222,3 +270,74 @@ class ReceiptNotice(Contract):
     order_id: Identifier
     receipt_id: Identifier
     status: ReceiptStatus
+
+
+def validation_reason(err: ValidationError, tag: object = None) -> str:
+    """pydantic's errors as `field: message; ...`, without the union's tag (`tag`, the event's
+    `type`) in the location."""
+    parts = []
+    for e in err.errors(include_url=False):
+        loc = list(e["loc"])
+        if loc and isinstance(tag, str) and loc[0] == tag:
+            loc = loc[1:]
+        field = ".".join(str(p) for p in loc)
+        if e["type"] == "union_tag_not_found":
+            field, msg = "type", f"missing (one of {', '.join(EVENT_TYPES)})"
+        elif e["type"] == "union_tag_invalid":
+            field = "type"
+            msg = f"unknown event type {tag!r} (one of {', '.join(EVENT_TYPES)})"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}" if field else msg)
+    return "; ".join(parts)
+
+
+# -- an event id used again ----------------------------------------------------------------------
+
+NOT_CONTENT = frozenset({"event_id", "occurred_at"})
+"""Fields of an event's JSON that are not what it says (see the module)."""
+_WHAT = {
+    "receipt": "a receipt of {quantity} x {sku} at {location}",
+    "adjustment": "an adjustment of {delta} x {sku} at {location}",
+    "future_receipt": "future receipt {receipt_id} of {quantity} x {sku} at {location}",
+    "future_receipt_update": "an update of future receipt {receipt_id}",
+    "future_receipt_cancel": "a cancel of future receipt {receipt_id}",
+    "future_receipt_received": "a delivery of future receipt {receipt_id}",
+    "future_receipt_close": "a close of future receipt {receipt_id}",
+    "location": "location {location_id}",
+    "product": "product {sku}",
+}
+"""How a message names an event, from its JSON."""
+
+
+def id_conflict(
+    before: Mapping[str, Any], event: InventoryEvent, known: str = "was applied before"
+) -> str | None:
+    """Why `event` may not reuse the id of `before` (the JSON of the event first sent with the
+    id), naming each field that differs; None when it says the same (a redelivery). A field
+    only one of them has (one a later release added) is not compared, and `before` without a
+    type (recorded before payloads were kept) is taken as the same."""
+    if "type" not in before:
+        return None
+    now = event.model_dump(mode="json")
+    lead = f"event id {event.event_id} {known} as {_what(before)}"
+    if before["type"] != now["type"]:
+        return f"{lead}; this one is {_what(now)}"
+    differ = [k for k, v in now.items() if k not in NOT_CONTENT and k in before and before[k] != v]
+    if not differ:
+        return None
+    changes = ", ".join(f"{k} {_json(now[k])} (not {_json(before[k])})" for k in differ)
+    return f"{lead}; this one has {changes}"
+
+
+def _what(payload: Mapping[str, Any]) -> str:
+    """`a receipt of 5 x KTP at DC`: an event's JSON in a few words."""
+    kind = str(payload.get("type"))
+    try:
+        return _WHAT[kind].format_map(payload)
+    except KeyError:  # a type or field this release does not know
+        return f"a {kind} event"
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, default=str)[:60]

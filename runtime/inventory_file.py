@@ -1,11 +1,13 @@
 """Inventory feed files: one JSON event per line (`backorder inventory load FILE`).
 
 Pure functions, no Temporal. Every line is judged on its own: a bad line is named with its
-number and the reason, the good lines around it are kept and sent. Blank lines and lines
-starting with `#` are skipped. An event id may occur once per file (the allocator applies an id
-once, so a repeat is a mistake in the file, not a second event). Good events go out in chunks,
-one `InventoryBatch` each, in file order; the allocator's outcomes come back by event id and are
-matched to the lines they came from.
+number and the reason, the good lines around it are kept and sent. A line is held to the exact
+contract, as all new input is: a count is a JSON integer, so `"quantity": "2"` is refused
+(`line 3: quantity: must be a JSON integer such as 2, not "2"`), never read as 2. Blank lines
+and lines starting with `#` are skipped. An event id may occur once per file (the allocator
+applies an id once, so a repeat is a mistake in the file, not a second event). Good events go
+out in chunks, one `InventoryBatch` each, in file order; the allocator's outcomes come back by
+event id and are matched to the lines they came from.
 """
 
 from __future__ import annotations
@@ -13,23 +15,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from domain.inventory import (
+    EVENT_TYPES,
     MAX_EVENTS_PER_BATCH,
     EventOutcome,
     EventStatus,
     InventoryBatch,
     InventoryEvent,
+    validation_reason,
 )
 
 EVENT: TypeAdapter[InventoryEvent] = TypeAdapter(InventoryEvent)
-EVENT_TYPES: tuple[str, ...] = tuple(
-    cls.model_fields["type"].default for cls in get_args(get_args(InventoryEvent)[0])
-)
-"""The `type` of every event, in the order of the union."""
 CHUNK_SIZE = 500
 """Events per batch sent: half the most a batch may hold."""
 NO_OUTCOME = "the allocator returned no outcome for this event (send the file again)"
@@ -100,25 +100,6 @@ def _validate(text: str, data: dict[str, Any]) -> InventoryEvent:
         return EVENT.validate_json(text)
     except ValidationError as err:
         raise BadLine(validation_reason(err, data.get("type"))) from None
-
-
-def validation_reason(err: ValidationError, tag: object = None) -> str:
-    """pydantic's errors as `field: message; ...`, without the union's tag in the location."""
-    parts = []
-    for e in err.errors(include_url=False):
-        loc = list(e["loc"])
-        if loc and isinstance(tag, str) and loc[0] == tag:
-            loc = loc[1:]
-        field = ".".join(str(p) for p in loc)
-        if e["type"] == "union_tag_not_found":
-            field, msg = "type", f"missing (one of {', '.join(EVENT_TYPES)})"
-        elif e["type"] == "union_tag_invalid":
-            field = "type"
-            msg = f"unknown event type {tag!r} (one of {', '.join(EVENT_TYPES)})"
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{field}: {msg}" if field else msg)
-    return "; ".join(parts)
 
 
 def read_events(

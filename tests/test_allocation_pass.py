@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.allocation import AllocationActivities, reservation_key
+from activities.allocation import AllocationActivities, reservation_key, unknown_orders
 from activities.contracts import (
     DeliveryRequest,
     DemandUpdate,
@@ -225,7 +225,7 @@ async def test_a_redelivery_to_an_order_that_shipped_the_allotment_and_ended_fre
     book = OrderBook(
         order_id=shipped,
         currency="USD",
-        lines=(BookLine(line_id="L1", sku=ledger.sku, unit_price=1, ordered=2, backordered=2),),
+        lines=(BookLine(line_id="L1", sku=ledger.sku, unit_price="1", ordered=2, backordered=2),),
     ).release(release, PLACED)
     shipment = book.shipments[0]
     await env.run(  # what the order's workflow did with the allotment before it completed
@@ -242,3 +242,27 @@ async def test_a_redelivery_to_an_order_that_shipped_the_allotment_and_ended_fre
     assert (report.delivered, report.gone) == (1, (vanished,))
     assert await ledger.held() == {shipped: 2}
     assert await ledger.stock() == (3, 2)
+
+
+async def test_a_check_of_orders_it_does_not_know_names_them(
+    pg_pool: AsyncConnectionPool, ledger: Ledger
+) -> None:
+    """`backorder check --order NOPE` looked at 0 skus without a word. An order is known by
+    its claim (every accepted order has one, waiting or not) or by demand rows."""
+    waiting, done, nope = (f"{k}-{ledger.sku}" for k in ("waiting", "done", "NOPE"))
+    await ledger.wait(waiting, 1, minutes=0)
+    await rows(
+        ledger.dsn,
+        "INSERT INTO order_claims (order_id, workflow_id, run_id) VALUES (%s, %s, 'r') RETURNING 1",
+        done,
+        f"backorder-{done}",
+    )
+    async with pg_pool.connection() as conn:
+        found = await unknown_orders(conn, [nope, waiting, done, nope, "also-NOPE"])
+        assert found == tuple(sorted([nope, "also-NOPE"]))
+        assert await unknown_orders(conn, []) == ()
+
+    check = request(f"check-{ledger.sku}", order_ids=(waiting, nope))
+    report = await env.run(allocator(pg_pool).allocate, check)
+    assert report.orders_waiting == 1
+    assert report.unknown_orders == (nope,)

@@ -46,13 +46,15 @@ T = TypeVar("T")
 Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
 
 
-def site_settings(**policy: Any) -> Settings:
+def site_settings(window: dt.timedelta = dt.timedelta(milliseconds=300), **policy: Any) -> Settings:
+    """A site of its own; `window`: the allocator's batching window (events and checks sent
+    within it share a pass)."""
     tag = uuid.uuid4().hex[:8]
     return Settings(
         site=f"site-{tag}",
         temporal={"task_queue": f"tq-{tag}"},
         policy=policy,
-        allocator={"batch_window": dt.timedelta(milliseconds=300)},
+        allocator={"batch_window": window},
     )
 
 
@@ -153,9 +155,13 @@ class Shop:
 
 @asynccontextmanager
 async def shop(
-    env: WorkflowEnvironment, pool: AsyncConnectionPool, dsn: str, **policy: Any
+    env: WorkflowEnvironment,
+    pool: AsyncConnectionPool,
+    dsn: str,
+    window: dt.timedelta = dt.timedelta(milliseconds=300),
+    **policy: Any,
 ) -> AsyncIterator[Shop]:
-    settings = site_settings(**policy)
+    settings = site_settings(window, **policy)
     async with build_worker(env.client, pool, settings):
         yield Shop(env, pool, dsn, settings)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -72,3 +73,29 @@ def test_migration_files_must_be_numbered(tmp_path: Path) -> None:
 
 def test_shipped_directory_is_the_package_data() -> None:
     assert MIGRATIONS_DIR.is_dir() and any(MIGRATIONS_DIR.glob("0001_*.sql"))
+
+
+async def test_event_payloads_recorded_before_they_were_kept_become_unknown(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """0008: an event applied before 0004 has the payload '{}', which says nothing about it: it
+    becomes NULL (a redelivery of it cannot be compared); a real payload stays, and a row
+    written without one is NULL from now on."""
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.name < "0008":
+            shutil.copy(path, tmp_path)
+    await migrate(empty_db, tmp_path)
+    async with await psycopg.AsyncConnection.connect(empty_db, autocommit=True) as conn:
+        await conn.execute("INSERT INTO inventory_events (event_id) VALUES ('before-0004')")
+        await conn.execute(
+            """INSERT INTO inventory_events (event_id, kind, payload)
+               VALUES ('since-0004', 'product', '{"type": "product", "sku": "KTP"}')"""
+        )
+        assert "0008" in await migrate(empty_db)
+        await conn.execute("INSERT INTO inventory_events (event_id) VALUES ('by-hand')")
+        cur = await conn.execute("SELECT event_id, payload FROM inventory_events ORDER BY 1")
+        assert await cur.fetchall() == [
+            ("before-0004", None),
+            ("by-hand", None),
+            ("since-0004", {"type": "product", "sku": "KTP"}),
+        ]
