@@ -139,10 +139,21 @@ async def test_backorder_cli_start_status_cancel(
 
         code, _, err = await asyncio.to_thread(cli, "order", "cancel", order_id, "--line", "9")
         assert code == 1 and "cancel refused" in err and "has no line '9'" in err
-        code, out, _ = await asyncio.to_thread(cli, "order", "consent", order_id)
-        assert code == 0 and "consent sent" in out
+        code, out, err = await asyncio.to_thread(cli, "order", "consent", order_id)
+        assert code == 1 and "consent refused (NothingToConsent)" in err  # no notice yet
         code, out, _ = await asyncio.to_thread(cli, "order", "priority", order_id, "vip")
-        assert code == 0 and "served as vip" in out
+        assert code == 0 and "served as vip from now on (was standard)" in out
+        code, _, err = await asyncio.to_thread(cli, "order", "priority", order_id, "vip")
+        assert code == 1 and "(NothingToChange)" in err and "already served as vip" in err
+        code, _, err = await asyncio.to_thread(cli, "order", "priority", order_id, "gold")
+        assert code == 1 and "(UnknownTier): unknown tier 'gold'" in err
+        code, out, _ = await asyncio.to_thread(cli, "order", "check", order_id)
+        assert code == 0 and "check requested" in out and "5 units of KTP waiting" in out
+        nope = f"NOPE-{order_id}"
+        code, _, err = await asyncio.to_thread(cli, "check", "--order", nope)
+        assert code == 1 and f"no such order: {nope} (nothing was checked)" in err
+        code, out, _ = await asyncio.to_thread(cli, "check", "--order", nope, "--order", order_id)
+        assert code == 0 and f"no such order: {nope}" in out  # the known one is looked at
         code, out, _ = await asyncio.to_thread(cli, "order", "cancel", order_id, "--line", "1:2")
         assert code == 0 and "cancelled 2 x KTP (line 1), 20.00" in out
         code, out, _ = await asyncio.to_thread(cli, "order", "status", order_id)

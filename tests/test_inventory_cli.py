@@ -20,6 +20,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+import cli.allocator
+import cli.common
+import cli.inventory
 import starter
 from activities.contracts import AllocationCheck, DeliveryReport, PassReport
 from cli.errors import CliError
@@ -253,8 +256,8 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def event_of(*argv: str) -> InventoryEvent:
     args = parse(*argv)
-    assert args.run is starter.cmd_inventory_event
-    return starter.event_from_args(args)
+    assert args.run is cli.inventory.cmd_inventory_event
+    return cli.inventory.event_from_args(args)
 
 
 def fields(event: InventoryEvent) -> dict[str, Any]:
@@ -391,13 +394,13 @@ def test_an_event_id_is_fresh_unless_given() -> None:
 )  # fmt: skip
 def test_a_bad_event_is_a_cli_error_naming_the_field(argv: str, message: str) -> None:
     with pytest.raises(CliError) as err:
-        starter.event_from_args(parse("inventory", *argv.split()))
+        cli.inventory.event_from_args(parse("inventory", *argv.split()))
     assert str(err.value).endswith(message)
 
 
 def test_a_bad_event_id_is_a_cli_error() -> None:
     with pytest.raises(CliError, match="event_id: String should match pattern"):
-        starter.event_from_args(parse("inventory", "location", "DC", "--id", " x "))
+        cli.inventory.event_from_args(parse("inventory", "location", "DC", "--id", " x "))
 
 
 def test_argparse_refuses_what_is_not_a_number_date_or_site() -> None:
@@ -417,13 +420,13 @@ def test_argparse_refuses_what_is_not_a_number_date_or_site() -> None:
 def test_check_and_status_arguments(settings: Settings) -> None:
     args = parse("check", "--sku", "KTP", "--sku", "MUG", "--order", "backorder-A-1",
                  "--order", "A-2", "--site", "eu")  # fmt: skip
-    assert starter.allocation_check(args) == AllocationCheck(
+    assert cli.allocator.allocation_check(args) == AllocationCheck(
         reason="operator request", skus=("KTP", "MUG"), order_ids=("A-1", "A-2")
     )
-    assert starter.site_of(settings, args) == "eu"
+    assert cli.common.site_of(settings, args) == "eu"
     sweep = parse("check", "--reason", "after stock take")
-    assert starter.allocation_check(sweep).full
-    assert starter.site_of(settings, sweep) == settings.site == "test"
+    assert cli.allocator.allocation_check(sweep).full
+    assert cli.common.site_of(settings, sweep) == settings.site == "test"
     status = parse("allocator", "status", "--json")
     assert status.json and status.site is None and callable(status.run)
     load = parse("inventory", "load", "-")
@@ -504,12 +507,12 @@ def allocator(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Callable[.
     async def connect(s: Settings) -> Client:
         return None  # type: ignore[return-value]
 
-    monkeypatch.setattr(starter, "connect_temporal", connect)
+    monkeypatch.setattr(cli.common, "connect_temporal", connect)
     monkeypatch.setattr(starter, "load_settings", lambda *a, **kw: settings)
 
     def install(**kw: Any) -> FakeAllocator:
         fake = FakeAllocator(**kw)
-        monkeypatch.setattr(starter, "send_inventory", fake.send)
+        monkeypatch.setattr(cli.allocator, "send_inventory", fake.send)
         return fake
 
     return install
@@ -626,7 +629,8 @@ def test_load_of_a_clean_file_from_stdin_exits_0(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake = allocator()
-    monkeypatch.setattr("sys.stdin", io.StringIO("# header\n" + receipt("a") + "\n" + receipt("b")))
+    feed = "# header\n" + receipt("a") + "\n" + receipt("b")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(feed.encode())))
     assert starter.main(["inventory", "load", "-", "--site", "eu"]) == 0
     out = capsys.readouterr()
     assert (out.out, out.err) == ("applied 2, duplicate 0, rejected 0 of 2 lines\n", "")
@@ -670,7 +674,7 @@ def test_check_prints_the_pass(
         )  # fmt: skip
         return PassOutcome(report=report, delivery=DeliveryReport(delivered=2, gone=("A-9",)))
 
-    monkeypatch.setattr(starter, "run_check", run_check)
+    monkeypatch.setattr(cli.allocator, "run_check", run_check)
     assert starter.main(["check", "--sku", "KTP", "--order", "A-1"]) == 0
     assert asked == [("test", AllocationCheck(skus=("KTP",), order_ids=("A-1",)))]
     assert capsys.readouterr().out == (
@@ -704,7 +708,7 @@ def test_allocator_status_table_json_and_no_allocator_yet(
     async def found(client: Client, site: str) -> AllocatorStatus:
         return status
 
-    monkeypatch.setattr(starter, "allocator_status", found)
+    monkeypatch.setattr(cli.allocator, "allocator_status", found)
     assert starter.main(["allocator", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "allocator-test: 3 passes, 2 events and a check pending, batch window 2s"
@@ -722,7 +726,7 @@ def test_allocator_status_table_json_and_no_allocator_yet(
     async def missing(client: Client, site: str) -> AllocatorStatus:
         raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
-    monkeypatch.setattr(starter, "allocator_status", missing)
+    monkeypatch.setattr(cli.allocator, "allocator_status", missing)
     assert starter.main(["allocator", "status", "--site", "eu"]) == 1
     assert capsys.readouterr().err == (
         "backorder: no allocator for site eu yet (allocator-eu); the first inventory event or "

@@ -1,0 +1,226 @@
+"""`backorder order ...`: start an order's workflow and send it messages (cancel, consent,
+check, priority); `order status` is in `cli.order_status`.
+
+Each message is built and validated before anything is sent, even before Temporal is reached:
+a bad value is reported with its field and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from cli.common import (
+    counted,
+    date_arg,
+    file_name,
+    read_text,
+    run_with_client,
+    workflow_id_arg,
+    workflow_state,
+)
+from cli.errors import CliError, first_reason, missing_as, refused_as, validated, validation_lines
+from cli.order_status import add_status_command
+from config import Settings
+from domain.order import Order, at_boundary
+from domain.order_book import CancelLine
+from workflows.backorder import BackorderWorkflow
+from workflows.messages import (
+    CancelRequest,
+    CancelResult,
+    CheckNow,
+    CheckResult,
+    ConsentResult,
+    ConsentSignal,
+    PriorityChange,
+    PriorityResult,
+)
+
+T = TypeVar("T")
+
+
+def read_order(path: Path) -> Order:
+    """The order in a JSON file (`-`: standard input), checked as where an order enters:
+    placed_at may not be more than a little after now."""
+    text = read_text(path)
+    if not text.strip():
+        raise CliError(f"{file_name(path)} is empty: expected an order (a JSON object)")
+    try:
+        return Order.model_validate_json(text, context=at_boundary(datetime.now(UTC)))
+    except ValidationError as err:
+        raise CliError(
+            f"{file_name(path)} is not a valid order:\n{validation_lines(err, '(order)')}"
+        ) from None
+
+
+def cmd_order_start(settings: Settings, args: argparse.Namespace) -> None:
+    """Validate the file first: a bad order is reported even when Temporal is down."""
+    order = read_order(args.file)
+    run_with_client(settings, lambda client: start_order(client, settings, order))
+
+
+async def start_order(client: Client, settings: Settings, order: Order) -> None:
+    """One workflow per order, ever: a second start is refused, not a second workflow."""
+    try:
+        handle = await client.start_workflow(
+            BackorderWorkflow.run,
+            order,
+            id=order.workflow_id,
+            task_queue=settings.temporal.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    except WorkflowAlreadyStartedError:
+        raise CliError(
+            f"order {order.order_id} already has a workflow ({order.workflow_id}); "
+            "an order is accepted once"
+        ) from None
+    print(f"started {handle.id} (run {handle.result_run_id}) for order {order.order_number}")
+
+
+def cancel_line_arg(value: str) -> CancelLine:
+    """`L1` (all of line L1 not shipped yet) or `L1:2` (two units of it)."""
+    line_id, colon, quantity = value.partition(":")
+    if not line_id:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: no line id (expected LINE or LINE:QUANTITY, QUANTITY a whole number "
+            "above 0)"
+        )
+    if colon and not (quantity.isascii() and quantity.isdigit() and int(quantity) > 0):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: the quantity of line {line_id} must be a whole number above 0"
+        )
+    try:
+        return CancelLine(line_id=line_id, quantity=int(quantity) if colon else None)
+    except ValidationError as err:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: not a valid line id: {first_reason(err)}"
+        ) from None
+
+
+async def running_handle(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
+    """The order's workflow, which must still be running to take a message."""
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+    with missing_as(f"no workflow {workflow_id}"):
+        desc = await handle.describe()
+    if desc.status is not WorkflowExecutionStatus.RUNNING:
+        raise CliError(f"{workflow_id} is {workflow_state(desc)}; nothing to change")
+    return handle
+
+
+def send_to_order(
+    settings: Settings, workflow_id: str, send: Callable[[WorkflowHandle[Any, Any]], Awaitable[T]]
+) -> T:
+    """Connect, find the order's running workflow and `send` it a message: its answer."""
+
+    async def go(client: Client) -> T:
+        return await send(await running_handle(client, workflow_id))
+
+    return run_with_client(settings, go)
+
+
+def cmd_order_cancel(settings: Settings, args: argparse.Namespace) -> None:
+    """Through the `cancel_order` update: the answer says what was cancelled and given back,
+    or why nothing was."""
+    request = validated(
+        CancelRequest,
+        "cancel request",
+        lines=tuple(args.line),
+        reason=args.reason,
+        requested_by=args.by,
+    )
+    with refused_as("cancel refused"):
+        result: CancelResult = send_to_order(
+            settings,
+            args.order,
+            lambda h: h.execute_update(BackorderWorkflow.cancel_order, request),
+        )
+    for part in result.cancelled:
+        print(f"cancelled {part.quantity} x {part.sku} (line {part.line_id}), {part.amount}")
+    if result.voided:
+        print(f"released from the authorisation: {result.voided}")
+    if result.refunded:
+        print(f"refunded: {result.refunded}")
+
+
+def cmd_order_consent(settings: Settings, args: argparse.Namespace) -> None:
+    """The customer accepts the shipping delay: the `give_consent` update answers the FTC
+    state it left, or why there was nothing to consent to (exit 1)."""
+    consent = validated(ConsentSignal, "consent", until=args.until, channel=args.channel)
+    with refused_as("consent refused"):
+        result: ConsentResult = send_to_order(
+            settings,
+            args.order,
+            lambda h: h.execute_update(BackorderWorkflow.give_consent, consent),
+        )
+    until = result.consented_until or "an open date"
+    print(f"consent recorded for {args.order}: ship by {until} (FTC {result.ftc_state.value})")
+
+
+def cmd_order_check(settings: Settings, args: argparse.Namespace) -> None:
+    """Ask the allocator to look for stock for the order now (the `request_check` update)."""
+    check = validated(CheckNow, "check", reason=args.reason)
+    with refused_as("check refused"):
+        result: CheckResult = send_to_order(
+            settings, args.order, lambda h: h.execute_update(BackorderWorkflow.request_check, check)
+        )
+    print(
+        f"check requested for {args.order}: {counted(result.backordered_units, 'unit')} of "
+        f"{', '.join(result.skus)} waiting"
+    )
+
+
+def cmd_order_priority(settings: Settings, args: argparse.Namespace) -> None:
+    """Serve the order as another customer tier (the `change_priority` update)."""
+    change = validated(PriorityChange, "priority change", tier=args.tier, reason=args.reason)
+    with refused_as("priority change refused"):
+        result: PriorityResult = send_to_order(
+            settings,
+            args.order,
+            lambda h: h.execute_update(BackorderWorkflow.change_priority, change),
+        )
+    print(f"{args.order} is served as {result.tier} from now on (was {result.previous_tier})")
+
+
+def add_order_commands(sub: Any) -> None:
+    """`order start|status|cancel|consent|check|priority`."""
+    order = sub.add_parser("order", help="start, inspect and cancel order workflows")
+    osub = order.add_subparsers(dest="order_command", required=True)
+    start = osub.add_parser("start", help="start the workflow for an order JSON file (- = stdin)")
+    start.add_argument("file", type=Path)
+    start.set_defaults(run=cmd_order_start)
+    add_status_command(osub)
+    cancel = osub.add_parser("cancel", help="cancel the order, or some of its lines")
+    cancel.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    cancel.add_argument(
+        "--line",
+        type=cancel_line_arg,
+        action="append",
+        default=[],
+        help="LINE or LINE:QUANTITY to cancel (repeatable; none: the whole order)",
+    )
+    cancel.add_argument("--reason", default="customer request")
+    cancel.add_argument("--by", default="customer-service", help="who asks (for the log)")
+    cancel.set_defaults(run=cmd_order_cancel)
+    consent = osub.add_parser("consent", help="the customer accepts the shipping delay (FTC)")
+    consent.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    consent.add_argument("--until", type=date_arg, help="YYYY-MM-DD (default: offered)")
+    consent.add_argument("--channel", default="customer-service")
+    consent.set_defaults(run=cmd_order_consent)
+    check = osub.add_parser("check", help="ask the allocator to look at the order again")
+    check.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    check.add_argument("--reason", default="operator request")
+    check.set_defaults(run=cmd_order_check)
+    priority = osub.add_parser("priority", help="serve the order as another customer tier")
+    priority.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
+    priority.add_argument("tier", help="e.g. vip")
+    priority.add_argument("--reason", default="customer service")
+    priority.set_defaults(run=cmd_order_priority)
