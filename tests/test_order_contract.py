@@ -336,6 +336,16 @@ async def test_a_raw_start_names_the_orders_field_not_every_union_member(
     data["lines"][0].update(quantity=0)
     cause = await raw_start_failure(time_skipping_env, data)
     assert cause.message == "invalid Order: lines.0.quantity: Input should be greater than 0"
+    assert cause.details[0] == {
+        "payload": "Order",
+        "errors": [
+            {
+                "field": "lines.0.quantity",
+                "problem": "greater_than",
+                "message": "Input should be greater than 0",
+            }
+        ],
+    }
 
 
 @pytest.mark.parametrize(

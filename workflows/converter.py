@@ -111,6 +111,17 @@ class InvalidPayload(Exception):
         self.error = err
         super().__init__(f"invalid {self.name}: {describe(err)}")
 
+    def details(self) -> dict[str, object]:
+        """For an integrator's code: the payload's type and each field at fault."""
+        return {
+            "payload": self.name,
+            "errors": [
+                {"field": ".".join(str(p) for p in e["loc"]), "problem": e["type"]}
+                | {"message": e["msg"].removeprefix("Value error, ")}
+                for e in self.error.errors()
+            ],
+        }
+
 
 class _ContractJSONConverter(PydanticJSONPlainPayloadConverter, WithSerializationContext):
     def __init__(self, in_workflow: bool = False) -> None:
@@ -129,7 +140,9 @@ class _ContractJSONConverter(PydanticJSONPlainPayloadConverter, WithSerializatio
             message_type = _message_type(type_hint)
             if message_type is not None:
                 return unreadable(message_type, err)
-            raise ApplicationError(str(err), type=INVALID_INPUT, non_retryable=True) from None
+            raise ApplicationError(
+                str(err), err.details(), type=INVALID_INPUT, non_retryable=True
+            ) from None
 
 
 class ContractPayloadConverter(PydanticPayloadConverter):
