@@ -17,6 +17,7 @@ backorder inventory load FILE.jsonl           send a feed file, one JSON event a
 backorder check [--sku S]... [--order ID]...  run an allocation pass (none named: every sku)
 backorder allocator status                    the site's allocator: passes, pending work
 backorder notifications [--order ID]          customer notices in the outbox (show, retry)
+backorder payments authorise --order F.json  the checkout: hold the money, print the order
 backorder payments sandbox [--port P]        serve the sandbox payment gateway on its own
 backorder db migrate                          apply schema migrations to BACKORDER_DATABASE__DSN
 backorder schema NAME                         JSON Schema of a public payload

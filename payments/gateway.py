@@ -58,6 +58,9 @@ class AuthorisationResult(_Result):
     amount: Decimal
     expires_at: AwareDatetime
     """When the gateway lets the authorisation lapse (nothing can be captured after)."""
+    authorised_at: AwareDatetime | None = None
+    """When the gateway placed the hold (an order's `payment.authorised_at`); None: this
+    gateway does not say."""
 
 
 class OperationResult(_Result):

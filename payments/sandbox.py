@@ -57,6 +57,8 @@ class _Stored:
     reference: str
     amount: Decimal
     expires_at: dt.datetime | None
+    at: dt.datetime
+    """When the key was first applied: for an authorisation, when the hold was placed."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,10 @@ class SandboxGateway:
         stored = await self._once(key, "authorise", request, renews, effect)
         assert stored.expires_at is not None  # every authorisation is stored with it
         return AuthorisationResult(
-            reference=stored.reference, amount=stored.amount, expires_at=stored.expires_at
+            reference=stored.reference,
+            amount=stored.amount,
+            expires_at=stored.expires_at,
+            authorised_at=stored.at,
         )
 
     async def capture(
@@ -295,26 +300,34 @@ class SandboxGateway:
                 "UPDATE payment_requests SET amount = %s, expires_at = %s WHERE key = %s",
                 (outcome.amount, outcome.expires_at, key),
             )
-            # as a replay will read it back (numeric(18, 4)): the same key, the same answer
-            amount = outcome.amount.quantize(_PLACES)
-            return _Stored(reference, amount, outcome.expires_at)
+            return _Stored(reference, _answered(outcome.amount), outcome.expires_at, now)
 
 
 async def _stored(conn: AsyncConnection[Any], key: str, request: dict[str, str | None]) -> _Stored:
     """The result stored under `key`, if it was stored for this very request."""
     cur = await conn.execute(
-        "SELECT request, reference, amount, expires_at FROM payment_requests WHERE key = %s",
+        "SELECT request, reference, amount, expires_at, created_at FROM payment_requests"
+        " WHERE key = %s",
         (key,),
     )
     row = await cur.fetchone()
     if row is None:  # rows are never deleted; a conflict means it is there
         raise RuntimeError(f"payment request {key} conflicted but is not stored")
-    first, reference, amount, expires_at = row
+    first, reference, amount, expires_at, at = row
     if first != request:
         raise IdempotencyKeyReused(
             f"idempotency key {key} was used for another request: first {first}, now {request}"
         )
-    return _Stored(reference, amount, expires_at)
+    return _Stored(reference, _answered(amount), expires_at, at)
+
+
+def _answered(amount: Decimal) -> Decimal:
+    """An amount as the gateway answers it: as the books hold it (numeric(18, 4)), so a
+    replay of the key answers the same, without the zeros past the cents ("30.00", "0.005",
+    not the books' "30.0000") that a card gateway would never show."""
+    held = amount.quantize(_PLACES)
+    cents = held.quantize(Decimal("0.01"))
+    return cents if cents == held else held.normalize()
 
 
 async def _check_renews(conn: AsyncConnection[Any], renews: str, order_id: str) -> None:

@@ -3,6 +3,7 @@ database (`pg_pool`), with a clock the test moves. Import the fixtures into the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,12 +44,26 @@ class SandboxServer:
         assert response.status_code == 200, response.text
 
 
-@pytest.fixture
-async def sandbox_server(pg_pool: AsyncConnectionPool) -> AsyncIterator[SandboxServer]:
-    clock = Clock()
-    app = SandboxApp(SandboxGateway(pg_pool, authorisation_days=AUTHORISATION_DAYS, clock=clock))
+@contextlib.asynccontextmanager
+async def served_sandbox(pool: AsyncConnectionPool, clock: Clock) -> AsyncIterator[SandboxServer]:
+    """The sandbox on `pool` with `clock`, on an ephemeral loopback port, until the block ends."""
+    app = SandboxApp(SandboxGateway(pool, authorisation_days=AUTHORISATION_DAYS, clock=clock))
     async with serve_asgi(app) as url:
         yield SandboxServer(url, app, clock)
+
+
+@pytest.fixture
+async def sandbox_server(pg_pool: AsyncConnectionPool) -> AsyncIterator[SandboxServer]:
+    async with served_sandbox(pg_pool, Clock()) as server:
+        yield server
+
+
+@pytest.fixture
+async def wall_clock_sandbox(pg_pool: AsyncConnectionPool) -> AsyncIterator[SandboxServer]:
+    """The sandbox with its clock at the test's start: for callers that read the wall clock
+    themselves (the CLI stamps `authorised_at`), whose payment must not have lapsed at T0."""
+    async with served_sandbox(pg_pool, Clock(dt.datetime.now(dt.UTC))) as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """`backorder dev` as an operator runs it: a real process with real child servers.
 
-It comes up (in under 30 s), serves the UI, keeps a sleeping workflow across a full stop and
-restart, stops cleanly on SIGINT and SIGTERM, leaves no orphan even when killed outright, and
-refuses a taken port with a clear message.
+It comes up (in under 30 s), serves the UI and the sandbox gateway (the quick start's
+authorisation, voided on cancel), keeps a sleeping workflow across a full stop and restart,
+stops cleanly on SIGINT and SIGTERM, leaves no orphan even when killed outright, and refuses a
+taken port with a clear message. Every port is a free one of the test's own.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ STARTUP_LIMIT_S = 30.0
 
 @dataclass
 class Ports:
+    """Every port `backorder dev` listens on, free ones of the test's own: a `backorder dev`
+    running on this machine on the default ports must not fail the suite."""
+
     temporal: int
     ui: int
     postgres: int
+    payments: int
 
     def env(self) -> dict[str, str]:
         return {
@@ -44,6 +49,7 @@ class Ports:
             "BACKORDER_DEV__TEMPORAL_PORT": str(self.temporal),
             "BACKORDER_DEV__UI_PORT": str(self.ui),
             "BACKORDER_DEV__POSTGRES_PORT": str(self.postgres),
+            "BACKORDER_DEV__PAYMENTS_PORT": str(self.payments),
         }
 
 
@@ -56,7 +62,7 @@ class DevRun:
 
 @pytest.fixture
 def ports() -> Ports:
-    return Ports(free_port(), free_port(), free_port())
+    return Ports(free_port(), free_port(), free_port(), free_port())
 
 
 @pytest.fixture
@@ -122,6 +128,15 @@ def cli(ports: Ports, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def status_showing(ports: Ports, order_id: str, text: str, within_s: float = 30.0) -> str:
+    """`order status` once it shows `text`: the worker may still be busy with the order."""
+    deadline = time.monotonic() + within_s
+    while text not in (status := cli(ports, "order", "status", order_id)).stdout:
+        assert time.monotonic() < deadline, status.stdout + status.stderr
+        time.sleep(0.5)
+    return status.stdout
+
+
 def test_dev_survives_a_restart_and_stops_cleanly(
     data_dir: Path, ports: Ports, runs: list[DevRun], tmp_path: Path
 ) -> None:
@@ -136,7 +151,11 @@ def test_dev_survives_a_restart_and_stops_cleanly(
     order_id = f"DEV-{uuid.uuid4().hex[:8]}"
     order = json.loads(EXAMPLE_ORDER.read_text()) | {"order_id": order_id}
     (tmp_path / "order.json").write_text(json.dumps(order))
-    started = cli(ports, "order", "start", str(tmp_path / "order.json"))
+    # the quick start: the checkout's authorisation at the sandbox dev serves, then the order
+    paid = cli(ports, "payments", "authorise", "--order", str(tmp_path / "order.json"))
+    assert paid.returncode == 0, paid.stderr
+    (tmp_path / "paid.json").write_text(paid.stdout)
+    started = cli(ports, "order", "start", str(tmp_path / "paid.json"))
     assert started.returncode == 0, started.stderr
     assert f"started backorder-{order_id}" in started.stdout
 
@@ -147,17 +166,16 @@ def test_dev_survives_a_restart_and_stops_cleanly(
     assert (data_dir / "temporal.db").is_file() and (data_dir / "pg" / "PG_VERSION").is_file()
 
     second = start_dev(data_dir, ports, runs)
-    status = cli(ports, "order", "status", order_id)
-    assert status.returncode == 0, status.stderr
-    assert "backordered, workflow running" in status.stdout
+    status = status_showing(ports, order_id, "payment (at_ship)")  # once accepted
+    assert "backordered, workflow running" in status
+    assert "payment (at_ship): authorised 50.00, captured 0, voided 0," in status
 
     cancelled = cli(ports, "order", "cancel", order_id, "--reason", "test")
     assert cancelled.returncode == 0, cancelled.stderr
-    deadline = time.monotonic() + 30
-    while "workflow completed" not in (status := cli(ports, "order", "status", order_id)).stdout:
-        assert time.monotonic() < deadline, status.stdout + status.stderr
-        time.sleep(0.5)
-    assert "cancelled" in status.stdout
+    assert "released from the authorisation: 50.00" in cancelled.stdout
+    status = status_showing(ports, order_id, "workflow completed")
+    assert "cancelled" in status
+    assert "payment (at_ship): authorised 0, captured 0, voided 50.00," in status
 
     out = stop_dev(second, signal.SIGTERM)
     assert second.proc.returncode == 0, out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import socket
 import time
@@ -66,6 +67,7 @@ async def test_authorise_capture_in_parts_then_void_part_and_the_rest(
     assert auth.reference.startswith("auth_")
     assert auth.amount == D("100.00")
     assert auth.expires_at == T0 + dt.timedelta(days=AUTHORISATION_DAYS)
+    assert auth.authorised_at == T0
 
     first = await http_gateway.capture(
         f"{order}/cap1", auth.reference, D("30.00"), order_id=order, currency="USD"
@@ -162,6 +164,27 @@ async def test_one_key_with_the_same_request_answers_the_same_and_takes_effect_o
         ("authorise", "100.00", None),
         ("capture", "30.00", auth.reference),
     ]
+
+
+async def test_amounts_are_answered_in_cents_not_the_books_four_places_and_alike_on_replay(
+    sandbox_server: SandboxServer,
+) -> None:
+    """What `order status` shows of the money comes from these answers ("30.00", not
+    "30.0000"); a finer amount keeps its digits."""
+    order, url = new_order(), sandbox_server.url
+
+    async def money(path: str, key: str, **body: str | None) -> tuple[str, str]:
+        sent = json.dumps({"order_id": order, "currency": "USD", **body}).encode()
+        answer = await post(f"{url}{path}", sent, key)
+        assert answer.status_code == 200, answer.text
+        assert (await post(f"{url}{path}", sent, key)).json() == answer.json()  # a replay
+        return answer.json()["reference"], answer.json()["amount"]
+
+    auth, held = await money("/v1/authorisations", f"{order}/auth", amount="50")
+    _, captured = await money(f"/v1/authorisations/{auth}/captures", f"{order}/cap", amount="30")
+    _, part = await money(f"/v1/authorisations/{auth}/voids", f"{order}/v1", amount="0.0050")
+    _, rest = await money(f"/v1/authorisations/{auth}/voids", f"{order}/v2", amount=None)
+    assert (held, captured, part, rest) == ("50.00", "30.00", "0.005", "19.995")
 
 
 async def test_one_key_for_another_request_is_invalid(
