@@ -80,7 +80,11 @@ async def test_worker_killed_mid_pass_and_mid_captures_every_order_completes_onc
     await stack.sandbox.arm(operation="capture", kind="timeout", delay_seconds=2, times=burst // 2)
     await stack.start_orders(burst_orders)
     at_second_kill = await stack.wait_until(
-        CAPTURES, (burst_ids,), lambda c: c >= burst // 4, what="the burst's captures"
+        CAPTURES,
+        (burst_ids,),
+        lambda c: c >= burst // 4,
+        within=float(scaled(60)),  # a burst ten times larger takes longer to reach the gateway
+        what="the burst's captures",
     )
     await second.kill()
     at_second_kill = await stack.scalar(CAPTURES, (burst_ids,))
