@@ -51,7 +51,9 @@ from workflows.converter import data_converter
 from workflows.messages import (
     AllotmentSignal,
     CancelRequest,
+    CheckNow,
     ConsentSignal,
+    PriorityChange,
     ReceiptChange,
     ReceiptStatus,
 )
@@ -194,6 +196,40 @@ async def duplicate_start_refused(env: WorkflowEnvironment, queue: str) -> str:
     return order.workflow_id
 
 
+async def messages_answered_and_refused(env: WorkflowEnvironment, queue: str) -> str:
+    """answer-every-message: updates answer; signals that cannot be applied (malformed, an
+    unknown name, an unknown tier, nothing to consent to) are logged and raised."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("B", 3, "5.00"), ("C", 1, "2.00")], paid="17.00")
+    handle = await start(env, order, queue)
+    await env.sleep(dt.timedelta(hours=12))
+    await handle.signal("set_priority", {"tier": 5})
+    await handle.signal("setpriority", {"tier": "vip"})
+    await handle.signal(BackorderWorkflow.set_priority, PriorityChange(tier="gold"))
+    await handle.signal(BackorderWorkflow.consent, ConsentSignal())
+    await handle.execute_update(BackorderWorkflow.change_priority, PriorityChange(tier="vip"))
+    await handle.execute_update(BackorderWorkflow.request_check, CheckNow(reason="called"))
+    lines = (CancelLine(line_id="L2"),)
+    await handle.execute_update(BackorderWorkflow.cancel_order, CancelRequest(lines=lines))
+    await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="the rest"))
+    await handle.result()
+    return order.workflow_id
+
+
+async def inexact_order_refused(env: WorkflowEnvironment, queue: str) -> str:
+    """strict-order-contract: an order only an earlier release's rules accept (a price as a
+    JSON number) fails its start."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("B", 1, "5.00")]).model_dump(mode="json")
+    order["lines"][0]["unit_price"] = 5
+    handle = await env.client.start_workflow(
+        "BackorderWorkflow", order, id=f"backorder-{order['order_id']}", task_queue=queue
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle.id
+
+
 RACE_WORLD = World(gates={"void_payment": Gate()})
 
 
@@ -236,6 +272,8 @@ async def allocator_batches_events_and_checks(env: WorkflowEnvironment, queue: s
     await handle.execute_update(AllocatorWorkflow.apply_inventory, InventoryBatch(events=(second,)))
     await handle.execute_update(AllocatorWorkflow.run_check, c.AllocationCheck(reason="button"))
     await handle.signal(AllocatorWorkflow.check, c.AllocationCheck(order_ids=("O-2",)))
+    inexact = first.model_dump(mode="json") | {"event_id": "E3", "quantity": "2"}
+    await handle.signal("inventory", {"events": [inexact]})  # rejected, not applied
     await env.sleep(dt.timedelta(seconds=5))
     await handle.terminate("recorded")
     return handle.id
@@ -291,6 +329,8 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
     "allotment_refused_while_cancel_voids": (allotment_refused_while_cancel_voids, RACE_WORLD),
     "late_order_noticed_at_once": (late_order_noticed_at_once, World()),
     "duplicate_start_refused": (duplicate_start_refused, World()),
+    "messages_answered_and_refused": (messages_answered_and_refused, World()),
+    "inexact_order_refused": (inexact_order_refused, World()),
     "part_cancelled_then_ftc_cancelled": (
         part_cancelled_then_ftc_cancelled,
         World(
