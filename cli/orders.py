@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import UpdateMethodMultiParam
 
 from cli.common import (
     counted,
@@ -35,16 +36,14 @@ from domain.order_book import CancelLine
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import (
     CancelRequest,
-    CancelResult,
     CheckNow,
-    CheckResult,
-    ConsentResult,
     ConsentSignal,
     PriorityChange,
-    PriorityResult,
 )
 
 T = TypeVar("T")
+M = TypeVar("M")
+R = TypeVar("R")
 
 
 def read_order(path: Path) -> Order:
@@ -127,6 +126,19 @@ def send_to_order(
     return run_with_client(settings, go)
 
 
+def ask_order(
+    settings: Settings,
+    workflow_id: str,
+    update: UpdateMethodMultiParam[[Any, M], R],
+    message: M,
+    refused: str,
+) -> R:
+    """Send the order's running workflow an update: its answer, or `<refused> (<type>):
+    <reason>` as a CliError (exit 1)."""
+    with refused_as(refused):
+        return send_to_order(settings, workflow_id, lambda h: h.execute_update(update, message))
+
+
 def cmd_order_cancel(settings: Settings, args: argparse.Namespace) -> None:
     """Through the `cancel_order` update: the answer says what was cancelled and given back,
     or why nothing was."""
@@ -137,12 +149,9 @@ def cmd_order_cancel(settings: Settings, args: argparse.Namespace) -> None:
         reason=args.reason,
         requested_by=args.by,
     )
-    with refused_as("cancel refused"):
-        result: CancelResult = send_to_order(
-            settings,
-            args.order,
-            lambda h: h.execute_update(BackorderWorkflow.cancel_order, request),
-        )
+    result = ask_order(
+        settings, args.order, BackorderWorkflow.cancel_order, request, "cancel refused"
+    )
     for part in result.cancelled:
         print(f"cancelled {part.quantity} x {part.sku} (line {part.line_id}), {part.amount}")
     if result.voided:
@@ -155,12 +164,9 @@ def cmd_order_consent(settings: Settings, args: argparse.Namespace) -> None:
     """The customer accepts the shipping delay: the `give_consent` update answers the FTC
     state it left, or why there was nothing to consent to (exit 1)."""
     consent = validated(ConsentSignal, "consent", until=args.until, channel=args.channel)
-    with refused_as("consent refused"):
-        result: ConsentResult = send_to_order(
-            settings,
-            args.order,
-            lambda h: h.execute_update(BackorderWorkflow.give_consent, consent),
-        )
+    result = ask_order(
+        settings, args.order, BackorderWorkflow.give_consent, consent, "consent refused"
+    )
     until = result.consented_until or "an open date"
     print(f"consent recorded for {args.order}: ship by {until} (FTC {result.ftc_state.value})")
 
@@ -168,10 +174,9 @@ def cmd_order_consent(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_order_check(settings: Settings, args: argparse.Namespace) -> None:
     """Ask the allocator to look for stock for the order now (the `request_check` update)."""
     check = validated(CheckNow, "check", reason=args.reason)
-    with refused_as("check refused"):
-        result: CheckResult = send_to_order(
-            settings, args.order, lambda h: h.execute_update(BackorderWorkflow.request_check, check)
-        )
+    result = ask_order(
+        settings, args.order, BackorderWorkflow.request_check, check, "check refused"
+    )
     print(
         f"check requested for {args.order}: {counted(result.backordered_units, 'unit')} of "
         f"{', '.join(result.skus)} waiting"
@@ -181,12 +186,9 @@ def cmd_order_check(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_order_priority(settings: Settings, args: argparse.Namespace) -> None:
     """Serve the order as another customer tier (the `change_priority` update)."""
     change = validated(PriorityChange, "priority change", tier=args.tier, reason=args.reason)
-    with refused_as("priority change refused"):
-        result: PriorityResult = send_to_order(
-            settings,
-            args.order,
-            lambda h: h.execute_update(BackorderWorkflow.change_priority, change),
-        )
+    result = ask_order(
+        settings, args.order, BackorderWorkflow.change_priority, change, "priority change refused"
+    )
     print(f"{args.order} is served as {result.tier} from now on (was {result.previous_tier})")
 
 
