@@ -125,7 +125,12 @@ async def test_receipts_and_cancels_interleaved_on_many_orders_strand_nothing(
             *(cancel(o) for o in cancelled), *(receive(i) for i in range(len(receipts)))
         )
         ids = [o.order_id for o in orders]
-        report = await check_invariants(s.dsn, s.client, order_ids=ids, settle=60)
+        # a cancel signal that found its order ended, or nothing left to cancel, is refused on
+        # the record: the operators hear of it (message_refused), nothing else changes
+        refused = ("message_refused",)
+        report = await check_invariants(
+            s.dsn, s.client, order_ids=ids, settle=60, allowed_exceptions=refused
+        )
         running = [
             o
             for o in orders
@@ -135,7 +140,9 @@ async def test_receipts_and_cancels_interleaved_on_many_orders_strand_nothing(
             with contextlib.suppress(RPCError):  # it may have completed since
                 await s.handle(order).signal(BackorderWorkflow.cancel, CancelRequest(reason="end"))
         await s.wait_ended(orders, within=120)
-        final = await check_invariants(s.dsn, s.client, order_ids=ids, settle=60)
+        final = await check_invariants(
+            s.dsn, s.client, order_ids=ids, settle=60, allowed_exceptions=refused
+        )
         print(
             f"\ninterleaved: {n} orders, {len(cancelled)} cancels, {len(receipts)} receipts"
             f" ({sum(r.quantity for r in receipts)} units), {n // 3} slow voids;"
