@@ -14,14 +14,12 @@ act on it).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
-    AwareDatetime,
     Field,
     ModelWrapValidatorHandler,
     ValidationError,
@@ -33,7 +31,10 @@ from domain.contract import (
     JSON_INTEGER,
     Contract,
     Count,
+    Day,
+    Flag,
     Identifier,
+    Instant,
     lenient,
     mark_lenient,
     require_unique,
@@ -48,7 +49,7 @@ MAX_EVENTS_PER_BATCH = 1000
 class _Event(Contract):
     event_id: Identifier
     """The sender's id of this event; the same id again is a redelivery, applied once."""
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
     """When it happened at the source (kept for the audit trail)."""
 
     @model_validator(mode="wrap")
@@ -104,7 +105,7 @@ class FutureReceiptPlanned(_Event):
     sku: Identifier
     location: Identifier
     quantity: Units
-    expected_date: dt.date | None = None
+    expected_date: Day | None = None
 
 
 class FutureReceiptUpdated(_Event):
@@ -112,7 +113,7 @@ class FutureReceiptUpdated(_Event):
 
     type: Literal["future_receipt_update"] = "future_receipt_update"
     receipt_id: Identifier
-    expected_date: dt.date | None = None
+    expected_date: Day | None = None
     quantity: Units | None = None
     """The purchase order's whole quantity, units already received included."""
 
@@ -158,7 +159,7 @@ class LocationDefined(_Event):
     type: Literal["location"] = "location"
     location_id: Identifier
     rank: Count = 0
-    pickup: bool = False
+    pickup: Flag = False
 
 
 class ProductDefined(_Event):
@@ -166,9 +167,9 @@ class ProductDefined(_Event):
 
     type: Literal["product"] = "product"
     sku: Identifier
-    backorderable: bool = True
-    future_inventory: bool = True
-    insert: bool = False
+    backorderable: Flag = True
+    future_inventory: Flag = True
+    insert: Flag = False
 
 
 InventoryEvent = Annotated[

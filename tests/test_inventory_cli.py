@@ -128,7 +128,9 @@ def test_every_event_type_is_known_and_the_reasons_drop_the_union_tag() -> None:
     assert [r.reason for r in rejected] == [
         "an adjustment's delta must not be 0",
         "a future receipt update needs an expected_date or a quantity",
-        "occurred_at: Input should have timezone info; colour: Extra inputs are not permitted",
+        "occurred_at: must be an RFC 3339 date-time string with its timezone (Z or an offset), "
+        'such as "2026-11-20T10:00:00Z", not "2026-11-20T10:00:00"; colour: Extra inputs are '
+        "not permitted",
         "event_id: String should match pattern '^\\S(.*\\S)?$'",
     ]
 

@@ -228,7 +228,6 @@ ORDER: dict[str, Any] = {
 BOPIS = {"type": "bopis", "pickup_location": "STORE-1"}
 SECOND_LINE = {"line_id": "2", "sku": "MUG", "quantity": 1, "unit_price": "4.5"}
 INTEGERS = "without a fraction or exponent"
-INVENTORY_PY = "domain/inventory.py: "
 
 
 def order(*edits: tuple[str, Any]) -> dict[str, Any]:
@@ -429,12 +428,9 @@ INVENTORY_CASES = [
     bad("inventory-event", "unknown field", receipt(("batch", "b-1"))),
     bad("inventory-event", "a field of another type", receipt(("receipt_id", "PO-7"))),
     bad("inventory-event", 'rank "1"', changed(EVENTS[7], ("rank", "1"))),
-    bad("inventory-event", "occurred_at as a number", receipt(("occurred_at", 1_700_000_000)),
-        INVENTORY_PY + "_Event.occurred_at: Instant | None"),
-    bad("inventory-event", "expected_date as a number", changed(EVENTS[2], ("expected_date", 0)),
-        INVENTORY_PY + "expected_date: Day | None"),
-    bad("inventory-event", 'pickup "yes"', changed(EVENTS[7], ("pickup", "yes")),
-        INVENTORY_PY + "pickup, backorderable, future_inventory, insert: Flag"),
+    bad("inventory-event", "occurred_at as a number", receipt(("occurred_at", 1_700_000_000))),
+    bad("inventory-event", "expected_date as a number", changed(EVENTS[2], ("expected_date", 0))),
+    bad("inventory-event", 'pickup "yes"', changed(EVENTS[7], ("pickup", "yes"))),
     service_only("inventory-event", "quantity 2.0", receipt(("quantity", 2.0)), INTEGERS),
     service_only("inventory-event", "delta 0", changed(EVENTS[1], ("delta", 0)),
                  "an adjustment's delta is not 0"),
