@@ -11,13 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
+from cli.database import database
 from cli.errors import CliError
 from config import Settings
 from runtime.connections import connect_temporal
@@ -26,20 +22,6 @@ from runtime.notice_delivery import delivery_status, ensure_notice_delivery
 STATUSES = ("pending", "delivered", "failed")
 _COLUMNS = """key, order_id, kind, recipient, subject, body, status, attempts, channel,
               last_error, delivery_ref, created_at, delivered_at, next_attempt_at"""
-
-
-@asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-    try:
-        conn = await psycopg.AsyncConnection.connect(
-            settings.database_dsn, row_factory=dict_row, connect_timeout=5
-        )
-    except psycopg.OperationalError as err:
-        hint = " (is `backorder dev` running?)" if settings.embedded_database else ""
-        reason = " ".join(str(err).split())  # libpq's message spans lines
-        raise CliError(f"cannot reach PostgreSQL{hint}: {reason}") from None
-    async with conn:
-        yield conn
 
 
 async def list_notices(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -52,7 +34,7 @@ async def list_notices(settings: Settings, args: argparse.Namespace) -> list[dic
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created_at DESC, key LIMIT %s"
-    async with _database(settings) as conn:
+    async with database(settings) as conn:
         cur = await conn.execute(sql, (*params, args.limit))
         return await cur.fetchall()
 
@@ -82,7 +64,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _one(settings: Settings, key: str) -> dict[str, Any]:
-    async with _database(settings) as conn:
+    async with database(settings) as conn:
         cur = await conn.execute(f"SELECT {_COLUMNS} FROM notices WHERE key = %s", (key,))
         row = await cur.fetchone()
     if row is None:
@@ -104,7 +86,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> None:
 
 async def retry_notices(settings: Settings, keys: list[str], every_failed: bool) -> list[str]:
     """Make failed notices due again with a fresh count of tries; the keys requeued."""
-    async with _database(settings) as conn:
+    async with database(settings) as conn:
         cur = await conn.execute(
             """UPDATE notices SET status = 'pending', attempts = 0, next_attempt_at = now()
                 WHERE status = 'failed' AND (%s OR key = ANY(%s))
