@@ -3,6 +3,7 @@
 backorder dev                                 embedded Temporal + PostgreSQL + worker
 backorder order start FILE.json               start the workflow for an order (JSON contract)
 backorder order status ORDER_ID               what the workflow knows about the order
+backorder order list [--status S] [--sku S]... orders in the read model, filtered and sorted
 backorder order cancel ORDER_ID               withdraw the order (customer service)
 backorder inventory receipt SKU LOC QTY       units arrived at a location
 backorder inventory adjust SKU LOC DELTA      count correction (DELTA may be negative: -5)
@@ -17,6 +18,7 @@ backorder inventory load FILE.jsonl           send a feed file, one JSON event a
 backorder check [--sku S]... [--order ID]...  run an allocation pass (none named: every sku)
 backorder allocator status                    the site's allocator: passes, pending work
 backorder notifications [--order ID]          customer notices in the outbox (show, retry)
+backorder exceptions [--severity S]...        the operators' exception queue (show, resolve)
 backorder payments authorise --order F.json  the checkout: hold the money, print the order
 backorder payments sandbox [--port P]        serve the sandbox payment gateway on its own
 backorder db migrate                          apply schema migrations to BACKORDER_DATABASE__DSN
@@ -36,6 +38,7 @@ from typing import Any
 
 from cli.allocator import add_allocator_commands
 from cli.errors import UNEXPECTED, CliError, failure_message
+from cli.exceptions import add_exception_commands
 from cli.inventory import add_inventory_commands
 from cli.notifications import add_notification_commands
 from cli.orders import add_order_commands
@@ -59,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     add_inventory_commands(sub)
     add_allocator_commands(sub)
     add_notification_commands(sub)
+    add_exception_commands(sub)
     add_payment_commands(sub)
     add_schema_command(sub)
     return p

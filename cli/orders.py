@@ -29,6 +29,7 @@ from cli.common import (
     workflow_state,
 )
 from cli.errors import CliError, first_reason, missing_as, refused_as, validated, validation_lines
+from cli.order_list import add_list_command
 from cli.order_status import add_status_command
 from config import Settings
 from domain.order import Order, at_boundary
@@ -200,6 +201,7 @@ def add_order_commands(sub: Any) -> None:
     start.add_argument("file", type=Path)
     start.set_defaults(run=cmd_order_start)
     add_status_command(osub)
+    add_list_command(osub)
     cancel = osub.add_parser("cancel", help="cancel the order, or some of its lines")
     cancel.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
     cancel.add_argument(

@@ -20,15 +20,9 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.contracts import Notice
+from domain.contract import iso_currencies
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-_MINOR_UNITS = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"), 0),
-    **dict.fromkeys(("RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
-"""ISO 4217 currencies without cents; any other currency has 2 decimals."""
 
 _LINK_FIELDS = {"order_id": "A-1", "order_number": "1001"}
 
@@ -104,7 +98,7 @@ class RenderedNotice(BaseModel):
 
 def format_amount(amount: Decimal, currency: str | None) -> str:
     """`1,234.50 USD`: the currency's own number of decimals, rounded half up."""
-    digits = _MINOR_UNITS.get(currency or "", 2)
+    digits = iso_currencies().get(currency or "", 2)  # ISO 4217 minor units (JPY 0, KWD 3)
     rounded = amount.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     number = f"{rounded:,.{digits}f}"
     return f"{number} {currency}" if currency else number

@@ -104,7 +104,8 @@ async def test_one_open_exception_per_order_and_cause_until_the_row_is_fixed(
 
     await rows(
         ledger.dsn,
-        "UPDATE exceptions SET resolved_at = now() WHERE order_id = %s RETURNING 1",
+        "UPDATE exceptions SET resolved_at = now(), resolved_by = 'ops', resolution = 'fixed'"
+        " WHERE order_id = %s RETURNING 1",
         poisoned,
     )
     await env.run(run.allocate, request(pass_id(), full=True))

@@ -99,3 +99,54 @@ async def test_event_payloads_recorded_before_they_were_kept_become_unknown(
             ("by-hand", None),
             ("since-0004", {"type": "product", "sku": "KTP"}),
         ]
+
+
+async def test_exceptions_get_numbers_in_raised_order_and_resolutions_say_who_and_why(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """0009: the rows already queued are numbered in raised_at order and new rows take the
+    next numbers; a row resolved before says who and why were not recorded; from now on a
+    resolution without both is refused, and queue_exception's ON CONFLICT still keeps the
+    first row."""
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.name < "0009":
+            shutil.copy(path, tmp_path)
+    await migrate(empty_db, tmp_path)
+    async with await psycopg.AsyncConnection.connect(empty_db, autocommit=True) as conn:
+        await conn.execute(
+            """INSERT INTO exceptions (key, order_id, kind, severity, detail, raised_at,
+                                       resolved_at)
+               VALUES ('o-2/b', 'o-2', 'ftc_deadline', 'high', 'later', '2026-11-02', NULL),
+                      ('o-1/a', 'o-1', 'payment_capture_failed', 'high', 'first',
+                       '2026-11-01', '2026-11-03'),
+                      ('o-3/c', 'o-3', 'message_refused', 'low', 'last', '2026-11-05', NULL)"""
+        )
+        assert await migrate(empty_db) == ["0009"]
+        await conn.execute(
+            """INSERT INTO exceptions (key, order_id, kind, severity, detail)
+               VALUES ('o-4/d', 'o-4', 'demand_invalid', 'high', 'new'),
+                      ('o-2/b', 'o-2', 'ftc_deadline', 'high', 'again')
+               ON CONFLICT (key) DO NOTHING"""
+        )
+        cur = await conn.execute(
+            "SELECT id, key, detail, resolved_by, resolution FROM exceptions ORDER BY id"
+        )
+        assert await cur.fetchall() == [
+            (1, "o-1/a", "first", "unknown", "resolved before 0009: who and why were not recorded"),
+            (2, "o-2/b", "later", None, None),
+            (3, "o-3/c", "last", None, None),
+            (4, "o-4/d", "new", None, None),
+        ]
+        for change in (
+            "resolved_at = now()",
+            "resolved_at = now(), resolved_by = 'ann'",
+            "resolved_at = now(), resolved_by = 'ann', resolution = ' '",
+            "resolved_by = 'ann', resolution = 'not resolved yet'",
+        ):
+            with pytest.raises(psycopg.errors.CheckViolation):
+                await conn.execute(f"UPDATE exceptions SET {change} WHERE id = 2")
+        cur = await conn.execute(
+            "UPDATE exceptions SET resolved_at = now(), resolved_by = 'ann', resolution = 'ok'"
+            " WHERE id = 2"
+        )
+        assert cur.rowcount == 1
