@@ -18,6 +18,7 @@ from cli.allocator import apply_batch
 from cli.common import add_site, counted, date_arg, run_with_client, site_of
 from cli.errors import CliError, validated
 from cli.feed import add_load_command
+from cli.stock import add_stock_command
 from config import Settings
 from domain.inventory import (
     EventStatus,
@@ -241,3 +242,4 @@ def add_inventory_commands(sub: Any) -> None:
     product.add_argument("--insert", action="store_true", help="a packing insert")
 
     add_load_command(isub)
+    add_stock_command(isub)
