@@ -11,19 +11,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import sys
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 from rich import box
-from rich.console import Console, RenderableType
 from rich.table import Table
 
 from cli.common import counted, site_arg, whole_number
 from cli.database import database
 from cli.errors import CliError, first_reason, validated
+from cli.tables import show
 from config import Settings
 from domain.contract import Money
 from notifications.render import format_amount
@@ -32,7 +31,6 @@ from workflows.messages import BackorderStatus
 
 SKUS_SHOWN = 3
 """SKUs a row names before `+N more` (`--json` lists them all)."""
-PLAIN_WIDTH = 10_000
 """The console width off a terminal: wider than any row, so Rich never wraps or cuts one."""
 
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
@@ -107,25 +105,6 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 # -- text output ----------------------------------------------------------------------------------
-
-
-def show(*renderables: RenderableType) -> None:
-    """A terminal gets Rich's own console (its width, its colours); anything else plain text."""
-    if sys.stdout.isatty():
-        Console(markup=False, emoji=False, highlight=False).print(*renderables)
-    else:
-        print(plain_text(*renderables))
-
-
-def plain_text(*renderables: RenderableType) -> str:
-    """No ANSI codes, rows as wide as they need (no id wrapped or cut) and no padding after
-    the last column. Markup and emoji codes are off: an id like `[x]` or `:a:` prints as is."""
-    console = Console(
-        width=PLAIN_WIDTH, color_system=None, markup=False, emoji=False, highlight=False
-    )
-    with console.capture() as captured:
-        console.print(*renderables)
-    return "\n".join(line.rstrip() for line in captured.get().splitlines())
 
 
 def order_table(orders: list[OrderRow]) -> Table:

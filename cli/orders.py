@@ -41,6 +41,7 @@ from workflows.messages import (
     ConsentSignal,
     PriorityChange,
 )
+from workflows.order_views import static_details, static_summary
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -77,6 +78,8 @@ async def start_order(client: Client, settings: Settings, order: Order) -> None:
             task_queue=settings.temporal.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=static_summary(order),
+            static_details=static_details(order),
         )
     except WorkflowAlreadyStartedError:
         raise CliError(

@@ -135,6 +135,7 @@ class OrderEffects(OrderState):
                 self._policy,
                 self._payment,
                 accepted=self._accepted,
+                log=self._log,
             )
         )
 

@@ -7,8 +7,8 @@ Pure functions of the workflow's state, so a view never changes what the workflo
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,12 +22,35 @@ with workflow.unsafe.imports_passed_through():
     from domain.payment import PaymentBook
     from domain.planner import LineOutcome
     from domain.policy import BackorderPolicy
-    from domain.schedule import ScheduleState, summary
+    from domain.schedule import ScheduleState, ScheduleSummary, summary
     from workflows import search_attributes as sa
-    from workflows.messages import BackorderStatus, BackorderSummary, LineStatus
+    from workflows.messages import BackorderStatus, BackorderSummary, LineStatus, LogEntry
 
-DETAIL_ROWS = 50
-"""Lines and shipments shown in the UI's current details (all of them: the status query)."""
+DETAIL_ROWS = 25
+"""Lines shown in the UI's details (all of them: the status query)."""
+SHIPMENT_ROWS = 10
+"""The latest shipments shown in the current details."""
+TIMER_ROWS = 4
+"""The next timers shown, one of each kind, soonest first."""
+LOG_ROWS = 5
+"""The latest log entries shown ("what happened lately")."""
+TEXT_CHARS = 60
+"""An id or other outside value in the details is cut to this many characters."""
+LOG_CHARS = 160
+"""A log entry's detail or a payment problem is cut to this many characters."""
+SUMMARY_SKUS = 3
+"""SKUs named in the static summary; the rest are counted."""
+SUMMARY_BYTES = 240
+"""The static summary's bound: Temporal refuses a summary payload above 400 bytes."""
+STATIC_DETAILS_BYTES = 8_000
+"""The static details' bound: Temporal refuses details above 20,000 bytes."""
+DETAILS_BYTES = 16_000
+"""The current details' bound: a query answer and, in the UI, a URL parameter."""
+CELL_PAD = "\u00a0" * 2
+"""Non-breaking spaces around a table cell's text: the only spacing the UI keeps."""
+MARKDOWN_SPECIALS = frozenset("\\`*_[]<>|~&")
+"""What an outside value escapes with a backslash, to read as text, not markup."""
+CUT_NOTE = "\n\n… cut to fit: `backorder order status` shows everything\n"
 
 
 def waiting_book(order: Order) -> OrderBook:
@@ -101,6 +124,45 @@ def search_attributes(
     ]
 
 
+def static_summary(order: Order) -> str:
+    """The one line the Temporal UI shows for the order in its list and header (the workflow's
+    static summary): what is known when it starts, so every starter can pass the same."""
+    items = notice_items((ln.sku, ln.quantity) for ln in order.lines)
+    shown = ", ".join(f"{i.quantity} {_text(i.sku, 30)}" for i in items[:SUMMARY_SKUS])
+    more = f" (+{len(items) - SUMMARY_SKUS} SKUs)" if len(items) > SUMMARY_SKUS else ""
+    line = (
+        f"Order {_text(order.order_number, 60)} · tier {_text(order.customer.tier, 30)} · "
+        f"{order.value} {order.currency} · {shown}{more}"
+    )
+    return _clip(line, SUMMARY_BYTES)
+
+
+def static_details(order: Order) -> str:
+    """The order as it was placed, as short markdown (the workflow's static details): who,
+    when, and its lines; what happened since is in the current details."""
+    placed = [
+        _item("Order", f"{_text(order.order_number)} (id {_text(order.order_id)})"),
+        _item("Placed", _at(order.placed_at)),
+        _item("Customer", f"{_text(order.customer.id)}, tier {_text(order.customer.tier)}"),
+        _item("Value", f"{order.value} {order.currency}"),
+        _item("Fulfilment", _fulfilment(order)),
+        _item("Site", _text(order.site or "the worker's")),
+    ]
+    table = _table(
+        ("line", "sku", "quantity", f"unit price ({order.currency})"),
+        (
+            (_text(ln.line_id), _text(ln.sku), str(ln.quantity), str(ln.unit_price))
+            for ln in order.lines[:DETAIL_ROWS]
+        ),
+        numbers_from=2,
+    )
+    text = _sections(
+        ("Placed", "\n".join(placed)),
+        ("Lines", _more(table, len(order.lines), DETAIL_ROWS, "lines")),
+    )
+    return _clip_lines(text, STATIC_DETAILS_BYTES)
+
+
 def current_details(
     order: Order,
     book: OrderBook,
@@ -112,39 +174,187 @@ def current_details(
     payment: PaymentBook | None,
     *,
     accepted: bool,
+    log: Sequence[LogEntry] = (),
 ) -> str:
-    """The order at a glance, as markdown for the Temporal UI's current details."""
-    rows = "\n".join(
-        f"| {ln.line_id} | {ln.sku} | {ln.ordered} | {ln.released} | {ln.backordered} "
-        f"| {ln.cancelled} |"
-        for ln in book.lines[:DETAIL_ROWS]
+    """The order now, as markdown sections for the Temporal UI's current details: headings,
+    labelled values one to a line (they read well in any renderer), tables only for rows.
+    Bounded row by row and as a whole; a pure function of the state (no clock)."""
+    agenda = summary(schedule, policy) if accepted else None
+    text = _sections(
+        (
+            f"Order {_text(order.order_number)}",
+            _status_items(order, book, status, status_since, tier, schedule, agenda),
+        ),
+        (f"Lines ({len(book.lines)})", _lines_table(book)),
+        (f"Shipments ({len(book.shipments)})", _shipment_items(book)),
+        ("Payment", _payment_items(payment)),
+        ("Next timers", _timer_items(agenda)),
+        ("Lately", _log_items(log)),
     )
-    if len(book.lines) > DETAIL_ROWS:
-        rows += f"\n| … | {len(book.lines) - DETAIL_ROWS} more lines (the status query) |||||"
-    shipments = ", ".join(
-        f"{s.shipment_id} {s.status.value}" for s in book.shipments[-DETAIL_ROWS:]
+    return _clip_lines(text, DETAILS_BYTES)
+
+
+def _status_items(
+    order: Order,
+    book: OrderBook,
+    status: BackorderStatus,
+    status_since: datetime,
+    tier: str,
+    schedule: ScheduleState,
+    agenda: ScheduleSummary | None,
+) -> str:
+    """The key figures: what an operator asks first."""
+    ftc = schedule.ftc
+    deadline = f" · deadline {_at(agenda.ftc_deadline)}" if agenda is not None else ""
+    dates = "".join(
+        f" · {label} {day}"
+        for label, day in (("ship by", ftc.ship_by), ("refund by", ftc.refund_by))
+        if day is not None
     )
-    if len(book.shipments) > DETAIL_ROWS:
-        shipments = f"{len(book.shipments) - DETAIL_ROWS} earlier, then {shipments}"
-    nxt = summary(schedule, policy).upcoming if accepted else ()
-    upcoming = ", ".join(f"{d.kind.value} {d.at:%Y-%m-%d}" for d in nxt[:3]) or "none"
-    money = ""
-    if payment is not None:
-        p = payment
-        money = (
-            f"\n\nPayment ({p.timing.value}): authorised {p.authorised}, captured "
-            f"{p.captured}, voided {p.voided}, refunded {p.refunded}"
-            + (f" — **problem: {p.problem}**" if p.problem else "")
+    units = (
+        f"{sum(ln.ordered for ln in book.lines)} ordered · {book.unshipped_units} not shipped "
+        f"yet · {book.backordered_units} of them backordered"
+    )
+    return "\n".join(
+        (
+            _item("Status", f"{status.value} since {_at(status_since)}"),
+            _item("Order id", _text(order.order_id)),
+            _item("Customer", f"{_text(order.customer.id)}, tier {_text(tier)}"),
+            _item("Value", f"{order.value} {order.currency}"),
+            _item("Units", units),
+            _item("Expected ship date", str(schedule.expected_ship_date or "unknown")),
+            _item("FTC", f"{ftc.state.value}{deadline}{dates}"),
         )
-    return (
-        f"**Order {order.order_number}** ({order.order_id}) — **{status.value}** "
-        f"since {status_since:%Y-%m-%d %H:%M} UTC\n\n"
-        f"Customer {order.customer.id} ({tier}), {order.value} {order.currency}; "
-        f"expected ship date {schedule.expected_ship_date or 'unknown'}; "
-        f"FTC {schedule.ftc.state.value}; next: {upcoming}\n\n"
-        "| line | sku | ordered | released | backordered | cancelled |\n"
-        f"|---|---|---|---|---|---|\n{rows}\n\nShipments: {shipments or 'none'}{money}"
     )
+
+
+def _lines_table(book: OrderBook) -> str:
+    table = _table(
+        ("line", "sku", "ordered", "released", "backordered", "cancelled"),
+        (
+            (
+                _text(ln.line_id),
+                _text(ln.sku),
+                *(str(n) for n in (ln.ordered, ln.released, ln.backordered, ln.cancelled)),
+            )
+            for ln in book.lines[:DETAIL_ROWS]
+        ),
+        numbers_from=2,
+    )
+    return _more(table, len(book.lines), DETAIL_ROWS, "lines")
+
+
+def _shipment_items(book: OrderBook) -> str:
+    """The latest shipments, newest first."""
+    latest = book.shipments[::-1][:SHIPMENT_ROWS]
+    items = "\n".join(
+        f"- {_text(s.shipment_id)} · **{s.status.value}** · "
+        f"{_units(sum(a.quantity for a in s.allotments))} · {s.amount} {book.currency}"
+        + (f" · expected {s.expected_date}" if s.expected_date else "")
+        for s in latest
+    )
+    return _more(items or "- none yet", len(book.shipments), SHIPMENT_ROWS, "earlier shipments")
+
+
+def _payment_items(payment: PaymentBook | None) -> str:
+    if payment is None:
+        return "- none through this service"
+    p = payment
+    moved = (
+        f"authorised {p.authorised} · captured {p.captured} · voided {p.voided} · "
+        f"refunded {p.refunded} {p.currency}"
+    )
+    items = [_item("Timing", p.timing.value), _item("Amounts", moved)]
+    if p.problem:
+        items.append(_item("Problem", f"**{_text(p.problem, LOG_CHARS)}**"))
+    return "\n".join(items)
+
+
+def _timer_items(agenda: ScheduleSummary | None) -> str:
+    if agenda is None:
+        return "- none yet: the order is being accepted"
+    items = "\n".join(f"- {d.kind.value} · {_at(d.at)}" for d in agenda.upcoming[:TIMER_ROWS])
+    return items or "- none: nothing waits"
+
+
+def _log_items(log: Sequence[LogEntry]) -> str:
+    """What happened lately, newest first (the status query has the whole log)."""
+    latest = list(log)[::-1][:LOG_ROWS]
+    items = "\n".join(
+        f"- {_at(e.at)} · **{_text(e.event)}** · {_text(e.detail, LOG_CHARS)}" for e in latest
+    )
+    return _more(items or "- nothing yet", len(log), LOG_ROWS, "earlier entries")
+
+
+def _fulfilment(order: Order) -> str:
+    f = order.fulfillment
+    where = f" at {_text(f.pickup_location)}" if f.pickup_location else ""
+    return f"{f.type.value}{where}"
+
+
+def _sections(*sections: tuple[str, str]) -> str:
+    """`### Heading`, a blank line, the body: the UI keeps blank lines as space between them."""
+    return "\n\n".join(f"### {heading}\n\n{body}" for heading, body in sections) + "\n"
+
+
+def _item(label: str, value: str) -> str:
+    """A labelled value on a line of its own (a list item: the UI lays items out one per line)."""
+    return f"- **{label}:** {value}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numbers_from: int) -> str:
+    """A markdown table with a header row and a separator row, the columns from `numbers_from`
+    on right-aligned. The UI's markdown styles reset every cell's padding and border, so cells
+    are padded with non-breaking spaces (which no renderer collapses): else they read `KTP50`."""
+
+    def row(cells: Iterable[str]) -> str:
+        return "|" + "|".join(f" {CELL_PAD}{cell}{CELL_PAD} " for cell in cells) + "|"
+
+    align = "|" + "|".join(":--" if i < numbers_from else "--:" for i in range(len(header)))
+    return "\n".join((row(header), align + "|", *(row(r) for r in rows)))
+
+
+def _more(body: str, total: int, shown: int, what: str) -> str:
+    """`body`, then `+N more` when it shows only the first `shown` of `total`."""
+    if total <= shown:
+        return body
+    return f"{body}\n\n+{total - shown} more {what}: `backorder order status` shows them all"
+
+
+def _units(n: int) -> str:
+    return f"{n} unit{'' if n == 1 else 's'}"
+
+
+def _at(t: datetime) -> str:
+    """An instant in UTC to the minute (converted, never read from a clock)."""
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _text(value: str, limit: int = TEXT_CHARS) -> str:
+    """A value from outside (an id, a log line) as literal markdown on one line: blanks
+    collapsed, cut at `limit` characters, markdown's special characters escaped."""
+    flat = " ".join(value.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return "".join(f"\\{ch}" if ch in MARKDOWN_SPECIALS else ch for ch in flat)
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most `limit` UTF-8 bytes, cut on a character boundary."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
+
+
+def _clip_lines(text: str, limit: int) -> str:
+    """At most `limit` UTF-8 bytes, cut at a line boundary (a table stays a table) with a
+    note saying where the rest is."""
+    if len(text.encode()) <= limit:
+        return text
+    budget = limit - len(CUT_NOTE.encode())
+    kept = _clip(text, budget).rsplit("\n", 1)[0]
+    return kept + CUT_NOTE
 
 
 def notice_items(pairs: Iterable[tuple[str, int]]) -> tuple[c.NoticeItem, ...]:
