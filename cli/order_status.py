@@ -26,8 +26,10 @@ from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
 
 from cli.common import with_client, workflow_id_arg, workflow_state
+from cli.database import database
 from cli.errors import CliError, missing_as, rpc_message, timed_out
 from config import Settings
+from runtime.exception_queue import ExceptionFilter, QueuedException, list_exceptions
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import OrderStatus
 
@@ -71,6 +73,31 @@ async def order_status(client: Client, settings: Settings, args: argparse.Namesp
         print(status.model_dump_json(indent=2))
     else:
         print_status(status, desc)
+        print_open_exceptions(await open_exceptions(settings, status.order_id))
+
+
+async def open_exceptions(settings: Settings, order_id: str) -> list[QueuedException] | str:
+    """The order's open exceptions from the read model, or why they could not be read (the
+    status itself comes from Temporal and is shown either way)."""
+    try:
+        async with database(settings) as conn:
+            return await list_exceptions(conn, ExceptionFilter(order_id=order_id))
+    except CliError as err:
+        return str(err)
+
+
+def print_open_exceptions(found: list[QueuedException] | str) -> None:
+    """What an operator must look at, under the status: `backorder exceptions show ID`."""
+    if isinstance(found, str):
+        print(f"  open exceptions: unknown ({found})")
+        return
+    if not found:
+        print("  open exceptions: none")
+        return
+    print(f"  open exceptions: {len(found)} (backorder exceptions show ID)")
+    for e in found:
+        detail = " ".join(e.detail.split())
+        print(f"    {e.id} {e.severity} {e.kind}: {detail[:100]}{'…' if len(detail) > 100 else ''}")
 
 
 async def no_status(

@@ -17,6 +17,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 import starter
+from activities.contracts import Severity
+from activities.notices import queue_exception
 from config import Settings
 from domain.order import Order
 from embedded.process import find_binary
@@ -107,6 +109,7 @@ async def test_temporal_cli_starts_with_plain_json_and_reads_status(
 async def test_backorder_cli_start_status_cancel(
     dev_env: WorkflowEnvironment,
     pg_pool: AsyncConnectionPool,
+    pg_dsn: str,
     settings: Settings,
     example_order: Order,
     tmp_path: Path,
@@ -120,6 +123,7 @@ async def test_backorder_cli_start_status_cancel(
         "BACKORDER_TEMPORAL__TARGET", dev_env.client.service_client.config.target_host
     )
     monkeypatch.setenv("BACKORDER_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
+    monkeypatch.setenv("BACKORDER_DATABASE__DSN", pg_dsn)  # the read model the worker writes
 
     def cli(*args: str) -> tuple[int, str, str]:
         code = starter.main(list(args))
@@ -136,6 +140,13 @@ async def test_backorder_cli_start_status_cancel(
         assert code == 0 and json.loads(out)["status"] == "backordered"
         code, out, _ = await asyncio.to_thread(cli, "order", "status", f"backorder-{order_id}")
         assert code == 0 and "backordered, workflow running" in out
+        assert "open exceptions: none" in out
+        async with pg_pool.connection() as conn:
+            await queue_exception(
+                conn, f"backorder-{order_id}/test", order_id, "ftc_deadline", Severity.HIGH, "look"
+            )
+        code, out, _ = await asyncio.to_thread(cli, "order", "status", order_id)
+        assert code == 0 and "open exceptions: 1" in out and "high ftc_deadline: look" in out
 
         code, _, err = await asyncio.to_thread(cli, "order", "cancel", order_id, "--line", "9")
         assert code == 1 and "cancel refused" in err and "has no line '9'" in err
