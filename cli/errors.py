@@ -19,6 +19,8 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.contract import faults
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -28,11 +30,7 @@ class CliError(Exception):
 
 def validation_lines(err: ValidationError, whole: str = "(order)") -> str:
     """One indented `field: why` line per problem; `whole` names a problem of the whole value."""
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or whole
-        lines.append(f"  {field}: {e['msg'].removeprefix('Value error, ')}")
-    return "\n".join(lines)
+    return "\n".join(f"  {f['field'] or whole}: {f['message']}" for f in faults(err))
 
 
 def invalid(err: ValidationError, what: str, whole: str | None = None) -> CliError:
@@ -51,7 +49,7 @@ def validated(model: type[M], what: str, whole: str | None = None, **fields: Any
 
 def first_reason(err: ValidationError) -> str:
     """Why one value was refused, in pydantic's words (for argparse's one-line errors)."""
-    return "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+    return "; ".join(f["message"] for f in faults(err))
 
 
 @contextmanager

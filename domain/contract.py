@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
 )
@@ -238,6 +239,12 @@ def iso_currencies() -> dict[str, int]:
     return {code: get_currency_precision(code) for code in sorted(codes)}
 
 
+def minor_units(currency: str | None) -> int:
+    """The currency's decimals (USD 2, JPY 0, KWD 3); 2 for a code the table lacks (an order
+    an earlier release accepted)."""
+    return iso_currencies().get(currency or "", 2)
+
+
 def _iso_currency(code: str, info: ValidationInfo) -> str:
     if code not in iso_currencies() and not lenient(info):
         raise PydanticCustomError(
@@ -271,6 +278,19 @@ def minor_units_problem(amount: Decimal, currency: str) -> str | None:
         return None
     allowed = "no minor unit" if digits == 0 else f"{digits} decimals at most"
     return f"{amount} has more decimals than {currency} allows ({allowed})"
+
+
+def faults(err: ValidationError) -> list[dict[str, str]]:
+    """Each bad field of `err`: its dotted path (empty: a whole-model rule), pydantic's error
+    type and the message without pydantic's `Value error, ` prefix."""
+    return [
+        {
+            "field": ".".join(str(p) for p in e["loc"]),
+            "problem": e["type"],
+            "message": e["msg"].removeprefix("Value error, "),
+        }
+        for e in err.errors()
+    ]
 
 
 def repeated(keys: Iterable[Hashable]) -> list[str]:

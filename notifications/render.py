@@ -20,7 +20,7 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.contracts import Notice
-from domain.contract import iso_currencies
+from domain.contract import minor_units
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -98,7 +98,7 @@ class RenderedNotice(BaseModel):
 
 def format_amount(amount: Decimal, currency: str | None) -> str:
     """`1,234.50 USD`: the currency's own number of decimals, rounded half up."""
-    digits = iso_currencies().get(currency or "", 2)  # ISO 4217 minor units (JPY 0, KWD 3)
+    digits = minor_units(currency)
     rounded = amount.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     number = f"{rounded:,.{digits}f}"
     return f"{number} {currency}" if currency else number

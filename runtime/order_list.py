@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from activities.contracts import Severity
-from domain.contract import Money, iso_currencies
+from domain.contract import Money, minor_units
 from runtime.read_rows import UtcInstant
 from workflows.messages import BackorderStatus
 
@@ -92,7 +92,7 @@ def in_minor_units(value: Decimal, currency: str) -> Decimal:
     digit the amount really has."""
     exponent = value.normalize().as_tuple().exponent
     places = -exponent if isinstance(exponent, int) else 0
-    digits = max(iso_currencies().get(currency, 2), places)
+    digits = max(minor_units(currency), places)
     return value.quantize(Decimal(1).scaleb(-digits))
 
 

@@ -33,7 +33,7 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
-from domain.contract import LENIENT, Message, mark_lenient
+from domain.contract import LENIENT, Message, faults, mark_lenient
 
 INVALID_INPUT = "InvalidInput"
 
@@ -41,12 +41,9 @@ INVALID_INPUT = "InvalidInput"
 def describe(err: ValidationError) -> str:
     """`lines.0.quantity: Input should be greater than 0; ...`: one clause per bad field (a
     whole-model rule by its message alone)."""
-    clauses = []
-    for e in err.errors():
-        message = e["msg"].removeprefix("Value error, ")
-        field = ".".join(str(p) for p in e["loc"])
-        clauses.append(f"{field}: {message}" if field else message)
-    return "; ".join(clauses)
+    return "; ".join(
+        f"{f['field']}: {f['message']}" if f["field"] else f["message"] for f in faults(err)
+    )
 
 
 @cache
@@ -54,28 +51,28 @@ def _adapter(type_hint: Any) -> TypeAdapter[Any]:
     return TypeAdapter(type_hint)
 
 
+def _union_args(type_hint: Any) -> tuple[Any, ...]:
+    """The members of a union (`A | B`, `A | None`), else just the type."""
+    if typing.get_origin(type_hint) in (typing.Union, types.UnionType):
+        return typing.get_args(type_hint)
+    return (type_hint,)
+
+
 def _members(type_hint: Any) -> tuple[Any, ...]:
     """The models of a union of models (`Order | CarriedState`), else just the type."""
-    if typing.get_origin(type_hint) in (typing.Union, types.UnionType):
-        args = typing.get_args(type_hint)
-        if all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
-            return args
+    args = _union_args(type_hint)
+    if all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+        return args
     return (type_hint,)
 
 
 def _message_type(type_hint: Any) -> type[Message] | None:
     """The customer-service message a handler takes (`CancelRequest`, or `CancelRequest |
     None`), if it takes one."""
-    hints = [h for h in _members_or_optional(type_hint) if h is not type(None)]
+    hints = [h for h in _union_args(type_hint) if h is not type(None)]
     if len(hints) == 1 and isinstance(hints[0], type) and issubclass(hints[0], Message):
         return hints[0]
     return None
-
-
-def _members_or_optional(type_hint: Any) -> tuple[Any, ...]:
-    if typing.get_origin(type_hint) in (typing.Union, types.UnionType):
-        return typing.get_args(type_hint)
-    return (type_hint,)
 
 
 def unreadable(message_type: type[Message], err: InvalidPayload) -> Message:
@@ -113,14 +110,7 @@ class InvalidPayload(Exception):
 
     def details(self) -> dict[str, object]:
         """For an integrator's code: the payload's type and each field at fault."""
-        return {
-            "payload": self.name,
-            "errors": [
-                {"field": ".".join(str(p) for p in e["loc"]), "problem": e["type"]}
-                | {"message": e["msg"].removeprefix("Value error, ")}
-                for e in self.error.errors()
-            ],
-        }
+        return {"payload": self.name, "errors": faults(self.error)}
 
 
 class _ContractJSONConverter(PydanticJSONPlainPayloadConverter, WithSerializationContext):

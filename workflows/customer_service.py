@@ -76,50 +76,45 @@ class CustomerService(Cancels):
     @workflow.update
     async def cancel_order(self, request: CancelRequest) -> CancelResult:
         """Cancel the whole order or some lines; answers what was cancelled and given back."""
-        return await self._answer(request, self._why_not_cancel, self._cancel)
+        return await self._answer(request, self._cancel)
 
     @cancel_order.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
-        self._refuse_now(self._why_not_cancel(request))
+        self._refuse_now(self._refusal(request))
 
     @workflow.update
     async def give_consent(self, consent: ConsentSignal) -> ConsentResult:
         """The customer accepts the shipping delay (FTC rule); answers the FTC state."""
-        return await self._answer(consent, self._why_not_consent, self._consent)
+        return await self._answer(consent, self._consent)
 
     @give_consent.validator
     def _validate_consent(self, consent: ConsentSignal) -> None:
-        self._refuse_now(self._why_not_consent(consent))
+        self._refuse_now(self._refusal(consent))
 
     @workflow.update
     async def change_priority(self, change: PriorityChange) -> PriorityResult:
         """Serve the order as another tier from now on; answers the tier before and after."""
-        return await self._answer(change, self._why_not_priority, self._change_priority)
+        return await self._answer(change, self._change_priority)
 
     @change_priority.validator
     def _validate_priority(self, change: PriorityChange) -> None:
-        self._refuse_now(self._why_not_priority(change))
+        self._refuse_now(self._refusal(change))
 
     @workflow.update
     async def request_check(self, request: CheckNow) -> CheckResult:
         """Ask the allocator to look for stock for this order now; answers what it looks at."""
-        return await self._answer(request, self._why_not_check, self._check)
+        return await self._answer(request, self._check)
 
     @request_check.validator
     def _validate_check(self, request: CheckNow) -> None:
-        self._refuse_now(self._why_not_check(request))
+        self._refuse_now(self._refusal(request))
 
-    async def _answer(
-        self,
-        message: M,
-        why_not: Callable[[M], r.Refusal | None],
-        apply: Callable[[M], Awaitable[T]],
-    ) -> T:
+    async def _answer(self, message: M, apply: Callable[[M], Awaitable[T]]) -> T:
         """After acceptance and under the lock, check again (the order may have changed since
         the validator ran), then apply."""
         await workflow.wait_condition(lambda: self._accepted)
         async with self._lock:
-            self._refuse_now(why_not(message))
+            self._refuse_now(self._refusal(message))
             return await shielded(apply(message))
 
     @staticmethod
@@ -169,7 +164,7 @@ class CustomerService(Cancels):
         if isinstance(message, RefusedMessage):
             await self._record_refusal(message.name, message.refusal)
             return
-        refusal = self._why_not(message)
+        refusal = self._refusal(message)
         if refusal is not None:
             await self._record_refusal(SIGNAL_NAMES[type(message)], refusal)
             return
@@ -183,7 +178,12 @@ class CustomerService(Cancels):
             case CheckNow():
                 await self._check(message)
 
-    def _why_not(self, message: ServiceMessage) -> r.Refusal | None:
+    def _refusal(self, message: Message) -> r.Refusal | None:
+        """Why `message` cannot be taken now, or None: unreadable, the order ended, or what
+        the message itself asks cannot be done."""
+        return self._unreadable(message) or self._ended() or self._why_not(message)
+
+    def _why_not(self, message: Message) -> r.Refusal | None:
         match message:
             case CancelRequest():
                 return self._why_not_cancel(message)
@@ -193,6 +193,7 @@ class CustomerService(Cancels):
                 return self._why_not_priority(message)
             case CheckNow():
                 return self._why_not_check(message)
+        return None
 
     async def _record_refusal(self, name: str, refusal: r.Refusal) -> None:
         step = self._step("refused")
@@ -212,9 +213,6 @@ class CustomerService(Cancels):
     # -- why a message cannot be taken -----------------------------------------------------
 
     def _why_not_cancel(self, request: CancelRequest) -> r.Refusal | None:
-        problem = self._unreadable(request) or self._ended()
-        if problem is not None:
-            return problem
         try:
             plan = self._book.plan_cancel(request.lines)
         except BookError as err:
@@ -229,9 +227,6 @@ class CustomerService(Cancels):
         return None
 
     def _why_not_consent(self, consent: ConsentSignal) -> r.Refusal | None:
-        problem = self._unreadable(consent) or self._ended()
-        if problem is not None:
-            return problem
         after = record_consent(self._schedule, self._policy, workflow.now(), consent.until)
         if after.ftc == self._schedule.ftc:
             return r.Refusal(
@@ -244,9 +239,6 @@ class CustomerService(Cancels):
         return None
 
     def _why_not_priority(self, change: PriorityChange) -> r.Refusal | None:
-        problem = self._unreadable(change) or self._ended()
-        if problem is not None:
-            return problem
         if change.tier == self._tier:
             return r.Refusal(
                 r.NOTHING_TO_CHANGE,
@@ -263,9 +255,6 @@ class CustomerService(Cancels):
         return None
 
     def _why_not_check(self, request: CheckNow) -> r.Refusal | None:
-        problem = self._unreadable(request) or self._ended()
-        if problem is not None:
-            return problem
         if self._accepted and self._book.backordered_units == 0:
             return r.Refusal(
                 r.NOTHING_TO_CHECK,
