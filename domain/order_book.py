@@ -171,6 +171,11 @@ class OrderBook(Contract):
         return sum(ln.backordered for ln in self.lines)
 
     @property
+    def waiting_skus(self) -> list[str]:
+        """The skus with units waiting for stock, sorted."""
+        return sorted({ln.sku for ln in self.lines if ln.backordered})
+
+    @property
     def backordered_value(self) -> Decimal:
         return sum((ln.unit_price * ln.backordered for ln in self.lines), Decimal(0))
 

@@ -8,6 +8,8 @@ a cancel that holds the lock are told apart step by step.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import contracts as c
+from domain.order import Order
 from domain.order_book import CancelLine
 from domain.schedule import FtcState
 from tests.fakes import Gate, World
@@ -61,16 +64,25 @@ async def until_logged(handle: Handle, event: str, count: int = 1) -> OrderStatu
     raise AssertionError(f"no {count} {event!r} in the log")
 
 
-async def test_updates_answer_what_they_did_or_refuse_with_a_typed_error(
-    time_skipping_env: WorkflowEnvironment,
-) -> None:
-    env = time_skipping_env
+@asynccontextmanager
+async def waiting_half_a_day(
+    env: WorkflowEnvironment, world: World
+) -> AsyncIterator[tuple[Order, Handle]]:
+    """An order of 3 x B, accepted with nothing in stock, half a day into its wait."""
     t0 = await env.get_current_time()
     order = make_order(t0, [("B", 3, "5.00")])
-    world, queue = World(), task_queue()
+    queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await Clock(env, t0).until(0.5)
+        yield order, handle
+
+
+async def test_updates_answer_what_they_did_or_refuse_with_a_typed_error(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    world = World()
+    async with waiting_half_a_day(time_skipping_env, world) as (order, handle):
         before = await handle.query(BackorderWorkflow.status)
 
         no_notice = await refused(
@@ -130,13 +142,8 @@ async def test_updates_answer_what_they_did_or_refuse_with_a_typed_error(
 async def test_a_signal_that_cannot_be_applied_is_logged_and_raised_never_dropped(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    env = time_skipping_env
-    t0 = await env.get_current_time()
-    order = make_order(t0, [("B", 3, "5.00")])
-    world, queue = World(), task_queue()
-    async with running(env, world, queue):
-        handle = await start(env, order, queue)
-        await Clock(env, t0).until(0.5)
+    world = World()
+    async with waiting_half_a_day(time_skipping_env, world) as (order, handle):
         await handle.signal("set_priority", {"tier": 5})  # malformed
         await handle.signal("setpriority", {"tier": "vip"})  # misspelled
         await handle.signal(BackorderWorkflow.set_priority, PriorityChange(tier="gold"))

@@ -295,10 +295,10 @@ class CustomerService(Cancels):
         return PriorityResult(previous_tier=before, tier=change.tier)
 
     async def _check(self, request: CheckNow) -> CheckResult:
-        waiting = self._book.open_backorder(self._order, self._tier)
-        skus = tuple(sorted({ln.sku for ln in waiting.lines})) if waiting else ()
         await self._request_check(request.reason)
-        return CheckResult(skus=skus, backordered_units=self._book.backordered_units)
+        return CheckResult(
+            skus=tuple(self._book.waiting_skus), backordered_units=self._book.backordered_units
+        )
 
     async def _serve_as_before(self, message: ServiceMessage | RefusedMessage) -> None:
         """How signals were handled before every message was answered (for replays)."""

@@ -113,7 +113,7 @@ def search_attributes(
     tier: str,
 ) -> list[SearchAttributeUpdate[Any]]:
     """How operators find the order in the Temporal UI and CLI."""
-    waiting = sorted({ln.sku for ln in book.lines if ln.backordered}) or order.skus
+    waiting = book.waiting_skus or order.skus
     return [
         sa.BACKORDER_STATUS.value_set(status.value),
         sa.BACKORDER_SKUS.value_set(sa.bounded_keywords(waiting)),
