@@ -186,7 +186,8 @@ async def test_a_message_racing_a_cancel_that_holds_the_lock(
     world.gates["void_payment"] = Gate()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
-        await Clock(env, t0).until(0.5)
+        # no clock skipped here: the update waits for acceptance itself, and a long skip on the
+        # suite's shared time-skipping server can time out while other work holds its time
         partial = asyncio.ensure_future(
             handle.execute_update(
                 BackorderWorkflow.cancel_order,
