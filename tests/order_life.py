@@ -131,7 +131,8 @@ async def running(
 ) -> AsyncIterator[Worker]:
     """A worker on the fake world; not `cached`: it keeps no workflow in memory, so every task
     replays the whole history first, as after a worker restart (a replay that would redo a step
-    or take another path shows up at once)."""
+    or take another path shows up at once). Gates a failed test left shut are opened on the way
+    out, so the held activity ends instead of outliving its worker on the server."""
     async with Worker(
         env.client,
         task_queue=task_queue,
@@ -139,7 +140,11 @@ async def running(
         activities=world.activities(),
         max_cached_workflows=100 if cached else 0,
     ) as worker:
-        yield worker
+        try:
+            yield worker
+        finally:
+            for gate in world.gates.values():
+                gate.opened.set()
 
 
 Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
