@@ -31,6 +31,7 @@ from activities.notices import NoticeActivities
 from activities.payments import PaymentActivities
 from activities.policy import PolicyActivities
 from activities.read_model import ReadModelActivities
+from activities.stuck_steps import StuckSteps
 from config import Settings, SettingsError, load_settings
 from db.migrate import MigrationError, migrate
 from notifications.channels import channel_for
@@ -40,13 +41,17 @@ from payments.gateway import PaymentGateway
 from payments.sandbox import SandboxGateway
 from payments.server import sandbox_gateway_server
 from runtime.connections import ServiceUnreachable, connect_temporal, open_pool
+from runtime.exception_news import ExceptionNews
 from runtime.notice_delivery import ensure_notice_delivery
 from runtime.process_exit import run_and_exit
 from runtime.sweep import ensure_sweep_schedules
+from runtime.temporal_setup import missing_search_attributes
 from workflows.allocator import AllocatorWorkflow
 from workflows.backorder import BackorderWorkflow
 from workflows.notice_delivery import NoticeDeliveryWorkflow
 from workflows.sweep import AllocatorSweepWorkflow
+
+logger = logging.getLogger(__name__)
 
 WORKFLOWS: list[type] = [
     BackorderWorkflow,
@@ -71,14 +76,15 @@ def activities(
     gateway = gateway or SandboxGateway(pool, settings.payments.sandbox_authorisation_days)
     wake = partial(ensure_notice_delivery, client, settings, wake=True) if channel else None
     allocation = AllocationActivities(pool, settings, client)
+    news = ExceptionNews(client, pool)
     return [
         *allocation.activities(),
         *ReadModelActivities(pool, settings.site).activities(),
         PolicyActivities(settings).load_policy,
         *InventoryActivities(pool, allocation.nudge_allocator).activities(),
         *PaymentActivities(gateway).activities(),
-        *NoticeActivities(pool, settings.notifications.storefront, wake).activities(),
-        *NoticeDeliveryActivities(pool, settings.notifications, channel).activities(),
+        *NoticeActivities(pool, settings.notifications.storefront, wake, news).activities(),
+        *NoticeDeliveryActivities(pool, settings.notifications, channel, news).activities(),
         *FulfilmentActivities(pool).activities(),
     ]
 
@@ -96,6 +102,7 @@ def build_worker(
         task_queue=settings.temporal.task_queue,
         workflows=WORKFLOWS,
         activities=activities(pool, settings, client, gateway=gateway, channel=channel),
+        interceptors=[StuckSteps(pool, ExceptionNews(client, pool))],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
@@ -120,6 +127,7 @@ async def serve(
     except psycopg.OperationalError as err:
         raise ServiceUnreachable(f"cannot connect to PostgreSQL: {err}") from None
     client = await connect_temporal(settings)
+    await check_search_attributes(client, settings.temporal.namespace)
     await ensure_sweep_schedules(client, settings)
     pool = await open_pool(dsn, settings)
     try:
@@ -146,6 +154,20 @@ async def serve(
                 await stop.wait()
     finally:
         await pool.close()
+
+
+async def check_search_attributes(client: Client, namespace: str) -> None:
+    """Refuse to start on a namespace without our search attributes (orders setting one would
+    fail every task): say which, and how to add them."""
+    missing = await missing_search_attributes(client, namespace)
+    if missing is None:
+        logger.warning("namespace %s does not list its search attributes; not checked", namespace)
+    elif missing:
+        raise ServiceUnreachable(
+            f"Temporal namespace {namespace} lacks the search attributes {', '.join(missing)}: "
+            "run `backorder setup temporal` (Temporal Cloud: add them in the Cloud UI or with "
+            "tcld), then start the worker again"
+        )
 
 
 def configure_logging(settings: Settings) -> None:

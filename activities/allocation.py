@@ -61,6 +61,7 @@ from domain.planner import (
 )
 from domain.policy import BackorderPolicy
 from runtime import allocator
+from runtime.exception_news import ExceptionNews
 from workflows.allocator_messages import allocator_id
 from workflows.converter import describe
 from workflows.messages import AllotmentSignal, ReceiptChange
@@ -155,6 +156,7 @@ class AllocationActivities:
             )
             await _record(conn, request, report, signals)
             raised = await _raise_set_aside(conn, request, aside)
+        await ExceptionNews(self._client, self._pool)(sorted(raised))  # after the commit
         for a in aside:
             activity.logger.warning(
                 "pass %s: order %s set aside (%s): %s%s",

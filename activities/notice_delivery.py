@@ -26,7 +26,7 @@ from activities.contracts import (
     NoticeDeliveryReport,
     Severity,
 )
-from activities.notices import queue_exception
+from activities.notices import News, queue_exception
 from config.settings import NotificationSettings
 from notifications.message import Channel, DeliveryFailed, OutboundMessage
 
@@ -49,10 +49,12 @@ class NoticeDeliveryActivities:
         pool: AsyncConnectionPool,
         settings: NotificationSettings,
         channel: Channel | None,
+        news: News | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._channel = channel
+        self._news = news
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.deliver_notices]
@@ -176,6 +178,8 @@ class NoticeDeliveryActivities:
                         WHERE key = %s""",
                     (retry_delay(attempts, self._settings), error, message.key),
                 )
+        if give_up and self._news is not None:
+            await self._news([message.order_id])
         activity.logger.warning(
             "notice key=%s try %d %s: %s",
             message.key,

@@ -14,7 +14,7 @@ is lost (a crash between commit and signal), the workflow's own poll finds the r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -33,21 +33,26 @@ from activities.contracts import (
 from notifications.render import Storefront, render
 
 Wake = Callable[[], Awaitable[None]]
+News = Callable[[Iterable[str]], Awaitable[None]]
+"""Tells orders what is open for them on the exception queue (never raises)."""
 
 
 class NoticeActivities:
     """`send_notice` and `raise_exception`; they share the worker's connection pool. `wake`
-    tells the delivery workflow a notice is waiting (None: notices stay in the outbox)."""
+    tells the delivery workflow a notice is waiting (None: notices stay in the outbox); `news`
+    tells an order what is open for it once an exception is raised (`runtime.exception_news`)."""
 
     def __init__(
         self,
         pool: AsyncConnectionPool,
         storefront: Storefront | None = None,
         wake: Wake | None = None,
+        news: News | None = None,
     ) -> None:
         self._pool = pool
         self._storefront = storefront or Storefront()
         self._wake = wake
+        self._news = news
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.send_notice, self.raise_exception]
@@ -121,6 +126,8 @@ class NoticeActivities:
             await queue_exception(
                 conn, report.key, report.order_id, report.kind, report.severity, report.detail
             )
+        if self._news is not None:  # after the commit: the reading includes it
+            await self._news([report.order_id])
         return Empty()
 
 

@@ -29,6 +29,8 @@ from cli.common import counted, order_id_arg, site_arg, whole_number
 from cli.database import database
 from cli.errors import CliError, validated
 from config import Settings
+from runtime.connections import ServiceUnreachable, connect_temporal
+from runtime.exception_news import tell_orders
 from runtime.exception_queue import (
     MAX_LIMIT,
     SEVERITY_ORDER,
@@ -230,9 +232,31 @@ def resolver(args: argparse.Namespace) -> str:
 async def resolve_all(
     settings: Settings, refs: Sequence[ExceptionRef], resolution: Resolution
 ) -> list[ResolveOutcome]:
-    """Resolve each in turn (each commits on its own)."""
+    """Resolve each in turn (each commits on its own); then tell their orders' workflows what
+    is still open, for the Temporal UI (a Temporal that cannot be reached is a warning: the
+    resolutions stand, and the orders' next news corrects their attribute)."""
     async with database(settings) as conn:
-        return [await resolve_exception(conn, ref, resolution) for ref in refs]
+        outcomes = [await resolve_exception(conn, ref, resolution) for ref in refs]
+        orders = [o.exception.order_id for o in outcomes if o.resolved and o.exception]
+        if orders:
+            await tell_workflows(settings, conn, orders)
+    return outcomes
+
+
+async def tell_workflows(settings: Settings, conn: Any, order_ids: Sequence[str]) -> None:
+    try:
+        client = await connect_temporal(settings)
+        untold = await tell_orders(client, conn, order_ids)
+    except ServiceUnreachable as err:
+        untold, why = list(order_ids), str(err)
+    else:
+        why = "their workflows did not take the news"
+    if untold:
+        print(
+            f"backorder: warning: resolved, but the Temporal UI's OpenExceptions of "
+            f"{', '.join(untold)} is not updated ({why}); it is at the order's next change",
+            file=sys.stderr,
+        )
 
 
 def outcome_text(outcome: ResolveOutcome) -> str:

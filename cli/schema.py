@@ -38,6 +38,7 @@ from workflows.messages import (
     CheckResult,
     ConsentResult,
     ConsentSignal,
+    OpenExceptions,
     OrderStatus,
     PriorityChange,
     PriorityResult,
@@ -133,6 +134,12 @@ PAYLOADS = _registry(
     answered("check-result", CheckResult, ORDER, "result of update request_check"),
     accepted("priority", PriorityChange, ORDER, "signal set_priority, update change_priority"),
     answered("priority-result", PriorityResult, ORDER, "result of update change_priority"),
+    accepted(
+        "exceptions-changed",
+        OpenExceptions,
+        ORDER,
+        "signal exceptions_changed (what is open for the order on the exception queue)",
+    ),
     answered("status", OrderStatus, ORDER, "answer of query status"),
     answered("summary", BackorderSummary, ORDER, "workflow result"),
     accepted(

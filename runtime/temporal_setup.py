@@ -13,12 +13,15 @@ from datetime import timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.search_attributes import ALL
+from workflows.search_attributes import ALL, SEARCH_ATTRIBUTE_TYPES
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:
@@ -35,6 +38,25 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
     except RPCError as err:
         if err.status is not RPCStatusCode.ALREADY_EXISTS:
             raise
+
+
+async def missing_search_attributes(client: Client, namespace: str) -> list[str] | None:
+    """`Name (Type)` of each of our search attributes the namespace lacks; None when the
+    namespace does not say (an API key without the operator role). A workflow that sets a
+    missing one fails its task: every order would stop, so the worker checks at start."""
+    try:
+        found = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            return None
+        raise
+    return [
+        f"{key.name} ({SEARCH_ATTRIBUTE_TYPES[key.name]})"
+        for key in ALL
+        if key.name not in found.custom_attributes
+    ]
 
 
 async def setup_namespace(

@@ -53,6 +53,8 @@ from workflows.messages import (
     CancelRequest,
     CheckNow,
     ConsentSignal,
+    ExceptionBrief,
+    OpenExceptions,
     PriorityChange,
     ReceiptChange,
     ReceiptStatus,
@@ -230,6 +232,26 @@ async def inexact_order_refused(env: WorkflowEnvironment, queue: str) -> str:
     return handle.id
 
 
+async def exceptions_news_mirrored(env: WorkflowEnvironment, queue: str) -> str:
+    """open-exceptions-news: news of the exception queue sets the attribute and details; an
+    overtaken reading is ignored; the order then ends with nothing open."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("B", 2, "5.00")])
+    handle = await start(env, order, queue)
+    await env.sleep(dt.timedelta(hours=12))
+    brief = ExceptionBrief(id=1, kind="order_stuck", severity="high", raised_at=t0)
+    read = t0 + dt.timedelta(hours=12)
+    news = OpenExceptions(open=1, latest=(brief,), as_of=read)
+    await handle.signal(BackorderWorkflow.exceptions_changed, news)
+    await handle.signal(BackorderWorkflow.exceptions_changed, OpenExceptions(open=0, as_of=t0))
+    await env.sleep(dt.timedelta(hours=1))
+    cleared = OpenExceptions(open=0, as_of=read + dt.timedelta(hours=1))
+    await handle.signal(BackorderWorkflow.exceptions_changed, cleared)
+    await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="done"))
+    await handle.result()
+    return order.workflow_id
+
+
 RACE_WORLD = World(gates={"void_payment": Gate()})
 
 
@@ -331,6 +353,7 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
     "duplicate_start_refused": (duplicate_start_refused, World()),
     "messages_answered_and_refused": (messages_answered_and_refused, World()),
     "inexact_order_refused": (inexact_order_refused, World()),
+    "exceptions_news_mirrored": (exceptions_news_mirrored, World()),
     "part_cancelled_then_ftc_cancelled": (
         part_cancelled_then_ftc_cancelled,
         World(

@@ -36,6 +36,7 @@ from runtime import allocator
 from runtime.sweep import ensure_sweep_schedules, schedule_id
 from tests.order_life import make_order
 from worker import build_worker
+from workflows import search_attributes as sa
 from workflows.allocator import AllocatorWorkflow
 from workflows.allocator_messages import FeedResult, allocator_id
 from workflows.backorder import BackorderWorkflow
@@ -488,8 +489,13 @@ async def test_a_poisoned_order_is_set_aside_and_the_site_keeps_serving(
         await released(normal, 2, BackorderStatus.COMPLETED)
         later = await asyncio.wait_for(s.feed(s.receipt(1)), 60)  # and the next pass too
         swept = await allocator.run_check(s.client, s.settings, s.site, AllocationCheck())
-        still = await poisoned.query(BackorderWorkflow.status)
+        still = await eventually(
+            lambda: poisoned.query(BackorderWorkflow.status), lambda s: s.exceptions.open > 0
+        )
+        flagged = (await poisoned.describe()).typed_search_attributes.get(sa.OPEN_EXCEPTIONS)
     assert (result.orders_released, result.units_released) == (1, 2)
+    assert still.exceptions.open == 1 and flagged == 1  # the pass told the order
+    assert [e.kind for e in still.exceptions.latest] == ["demand_unreadable"]
     assert (later.units_released, swept.report.units_released) == (0, 0)
     assert await s.held(poisoned_id) == 0
     assert still.status is BackorderStatus.BACKORDERED  # the order itself keeps waiting

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 import starter
 from activities.contracts import Severity
@@ -23,9 +24,12 @@ LONG_DETAIL = (
 
 
 @pytest.fixture
-def dsn(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An empty queue and read model; output as a pipe gets it, 120 columns wide."""
+def dsn(pg_dsn: str, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty queue and read model; output as a pipe gets it, 120 columns wide. A resolve
+    tells the orders' workflows on the dev server (these orders have none: nothing to tell)."""
     monkeypatch.setenv("BACKORDER_DATABASE__DSN", pg_dsn)
+    target = dev_env.client.service_client.config.target_host
+    monkeypatch.setenv("BACKORDER_TEMPORAL__TARGET", target)
     monkeypatch.setenv("COLUMNS", "120")
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)

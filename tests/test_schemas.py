@@ -339,6 +339,15 @@ MESSAGE_CASES = [
     bad("priority", "tier 5", {"tier": 5}),
     bad("priority", "empty tier", {"tier": ""}),
     bad("priority", "unknown field", {"tier": "vip", "until": "2027-01-31"}),
+    good("exceptions-changed", "two open", {
+        "open": 2, "as_of": "2026-12-01T09:00:00Z",
+        "latest": [{"id": 7, "kind": "order_stuck", "severity": "high",
+                    "raised_at": "2026-12-01T08:00:00Z"}],
+    }),
+    good("exceptions-changed", "none open", {"open": 0, "as_of": "2026-12-01T09:00:00Z"}),
+    bad("exceptions-changed", "negative count", {"open": -1, "as_of": "2026-12-01T09:00:00Z"}),
+    bad("exceptions-changed", "count as text", {"open": "2", "as_of": "2026-12-01T09:00:00Z"}),
+    bad("exceptions-changed", "as_of without zone", {"open": 0, "as_of": "2026-12-01T09:00:00"}),
 ]  # fmt: skip
 
 FUTURE_ALLOTMENT = {

@@ -26,7 +26,12 @@ from workflows.allotments import Allotments
 from workflows.customer_service import CustomerService, RefusedMessage, ServiceMessage
 from workflows.failures import cause_of, error_type_of
 from workflows.order_views import line_statuses, order_summary, waiting_book
-from workflows.patches import CLAIM_ORDER_ID, SETTLE_UNDER_LOCK, STRICT_CONTRACT
+from workflows.patches import (
+    CLAIM_ORDER_ID,
+    OPEN_EXCEPTIONS_NEWS,
+    SETTLE_UNDER_LOCK,
+    STRICT_CONTRACT,
+)
 from workflows.timer_duties import TimerDuties
 
 with workflow.unsafe.imports_passed_through():
@@ -42,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         BackorderStatus,
         BackorderSummary,
         CarriedState,
+        OpenExceptions,
         OrderStatus,
     )
 
@@ -95,6 +101,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         self._steps = carried.steps
         self._log = list(carried.log)
         self._cancel_reason = carried.cancel_reason
+        self._exceptions = carried.exceptions
 
     # -- the life ------------------------------------------------------------------------------
 
@@ -252,6 +259,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
             steps=self._steps,
             log=tuple(self._log),
             cancel_reason=self._cancel_reason,
+            exceptions=self._exceptions,
         )
 
     # -- messages ------------------------------------------------------------------------------
@@ -260,6 +268,19 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
     def allotment(self, allotment: AllotmentSignal) -> None:
         """Stock the allocator reserved for this order, and news of awaited receipts."""
         self._inbox.append(allotment)
+
+    @workflow.signal(name="exceptions_changed")
+    def exceptions_changed(self, news: OpenExceptions) -> None:
+        """What is open for the order on the operators' queue, read after a change there (sent
+        by whoever raised or resolved). Only the newest reading counts: news may overtake."""
+        if not workflow.patched(OPEN_EXCEPTIONS_NEWS):
+            self._refuse_unknown("exceptions_changed")  # what workers before the patch did
+            return
+        known = self._exceptions.as_of
+        if news.as_of is None or (known is not None and news.as_of <= known):
+            return
+        self._exceptions = news
+        self._publish_attributes()
 
     @workflow.query
     def status(self) -> OrderStatus:
@@ -282,6 +303,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
             schedule=summary(self._schedule, self._policy) if self._accepted else None,
             log=tuple(self._log),
             cancel_reason=self._cancel_reason,
+            exceptions=self._exceptions,
         )
 
     async def _drain(self) -> None:

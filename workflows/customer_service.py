@@ -147,6 +147,9 @@ class CustomerService(Cancels):
     @workflow.signal(dynamic=True)
     def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
         """A signal name this workflow does not have (a typo: `setpriority`)."""
+        self._refuse_unknown(name)
+
+    def _refuse_unknown(self, name: str) -> None:
         known = ", ".join(sorted(SIGNAL_NAMES.values()))
         refusal = r.Refusal(
             r.UNKNOWN_MESSAGE,

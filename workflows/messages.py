@@ -134,6 +134,30 @@ class LogEntry(Contract):
     detail: str
 
 
+class ExceptionBrief(Contract):
+    """One open exception on the operators' queue, as the order's details name it."""
+
+    id: int
+    kind: Annotated[str, Field(max_length=100)]
+    severity: Annotated[str, Field(max_length=20)]
+    raised_at: Instant
+
+
+class OpenExceptions(Contract):
+    """The `exceptions_changed` signal: what is open for the order on the operators' queue, read
+    from PostgreSQL at `as_of` after each change (raised, resolved). The queue is the truth;
+    the workflow mirrors it in the `OpenExceptions` search attribute and its details, keeping
+    the newest reading (signals may arrive out of order). `as_of` None: never read."""
+
+    open: Count = 0
+    latest: tuple[ExceptionBrief, ...] = ()
+    """The worst and oldest first, at most `EXCEPTIONS_SHOWN`."""
+    as_of: Instant | None = None
+
+
+EXCEPTIONS_SHOWN = 5
+
+
 class OrderStatus(Contract):
     """The `status` query: what an operator or customer-service agent needs at a glance."""
 
@@ -162,6 +186,9 @@ class OrderStatus(Contract):
     log: tuple[LogEntry, ...] = ()
     """The latest events, oldest first (at most the last 200)."""
     cancel_reason: str | None = None
+    exceptions: OpenExceptions = OpenExceptions()
+    """What was open on the operators' queue at its last news (`backorder exceptions` reads
+    the queue itself)."""
 
 
 class BackorderSummary(Contract):
@@ -213,3 +240,4 @@ class CarriedState(Contract):
     """Numbered steps taken so far (idempotency keys of cancels and demand updates)."""
     log: tuple[LogEntry, ...]
     cancel_reason: str | None
+    exceptions: OpenExceptions = OpenExceptions()

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows import search_attributes as sa
 from workflows.order_state import OrderState
 from workflows.order_views import current_details, search_attributes, status_of
 from workflows.patches import NUDGE_WHEN_FREED
@@ -121,9 +122,12 @@ class OrderEffects(OrderState):
 
     def _publish_attributes(self) -> None:
         """Search attributes and current details: what operators see in the Temporal UI."""
-        workflow.upsert_search_attributes(
-            search_attributes(self._order, self._book, self._status, self._schedule, self._tier)
+        attributes = search_attributes(
+            self._order, self._book, self._status, self._schedule, self._tier
         )
+        if self._exceptions.as_of is not None:  # news came (open-exceptions-news)
+            attributes.append(sa.OPEN_EXCEPTIONS.value_set(self._exceptions.open))
+        workflow.upsert_search_attributes(attributes)
         workflow.set_current_details(
             current_details(
                 self._order,
@@ -136,6 +140,7 @@ class OrderEffects(OrderState):
                 self._payment,
                 accepted=self._accepted,
                 log=self._log,
+                exceptions=self._exceptions,
             )
         )
 

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.payment import PaymentBook
     from domain.policy import BackorderPolicy
     from domain.schedule import ScheduleState
-    from workflows.messages import BackorderStatus, LogEntry
+    from workflows.messages import BackorderStatus, LogEntry, OpenExceptions
 
 LOG_LIMIT = 200
 
@@ -43,6 +43,7 @@ class OrderState:
     _steps: int
     _log: list[LogEntry]
     _cancel_reason: str | None
+    _exceptions: OpenExceptions
 
     def _days_in_backorder(self) -> int:
         return (workflow.now() - self._schedule.accepted_at).days

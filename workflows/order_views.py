@@ -24,7 +24,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import BackorderPolicy
     from domain.schedule import ScheduleState, ScheduleSummary, summary
     from workflows import search_attributes as sa
-    from workflows.messages import BackorderStatus, BackorderSummary, LineStatus, LogEntry
+    from workflows.messages import (
+        BackorderStatus,
+        BackorderSummary,
+        LineStatus,
+        LogEntry,
+        OpenExceptions,
+    )
 
 DETAIL_ROWS = 25
 """Lines shown in the UI's details (all of them: the status query)."""
@@ -175,6 +181,7 @@ def current_details(
     *,
     accepted: bool,
     log: Sequence[LogEntry] = (),
+    exceptions: OpenExceptions | None = None,
 ) -> str:
     """The order now, as markdown sections for the Temporal UI's current details: headings,
     labelled values one to a line (they read well in any renderer), tables only for rows.
@@ -189,6 +196,7 @@ def current_details(
         (f"Shipments ({len(book.shipments)})", _shipment_items(book)),
         ("Payment", _payment_items(payment)),
         ("Next timers", _timer_items(agenda)),
+        *_exception_section(exceptions),
         ("Lately", _log_items(log)),
     )
     return _clip_lines(text, DETAILS_BYTES)
@@ -275,6 +283,20 @@ def _timer_items(agenda: ScheduleSummary | None) -> str:
         return "- none yet: the order is being accepted"
     items = "\n".join(f"- {d.kind.value} · {_at(d.at)}" for d in agenda.upcoming[:TIMER_ROWS])
     return items or "- none: nothing waits"
+
+
+def _exception_section(exceptions: OpenExceptions | None) -> tuple[tuple[str, str], ...]:
+    """Open exceptions on the operators' queue, once the order has had news of them."""
+    if exceptions is None or exceptions.as_of is None:
+        return ()
+    items = "\n".join(
+        f"- #{e.id} · **{_text(e.kind)}** · {_text(e.severity)} · raised {_at(e.raised_at)}"
+        for e in exceptions.latest
+    )
+    hidden = exceptions.open - len(exceptions.latest)
+    more = f"\n- +{hidden} more" if hidden > 0 else ""
+    note = f"\n\n_as of {_at(exceptions.as_of)} · `backorder exceptions --order ID` has them all_"
+    return ((f"Open exceptions ({exceptions.open})", (items or "- none") + more + note),)
 
 
 def _log_items(log: Sequence[LogEntry]) -> str:

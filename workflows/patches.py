@@ -29,3 +29,7 @@ priority change to an unknown tier is refused (before: logged, dropped or applie
 STRICT_CONTRACT = "strict-order-contract"
 """Patch: an order the exact contract refuses (currency, money as a number, quantity as a
 string), decoded leniently, fails its start with InvalidInput (before: accepted)."""
+OPEN_EXCEPTIONS_NEWS = "open-exceptions-news"
+"""Patch: the `exceptions_changed` signal (what is open for the order on the operators' queue)
+sets the `OpenExceptions` search attribute and the details' exceptions section (before: an
+unknown signal, refused on the record)."""

@@ -18,6 +18,9 @@ BACKORDER_SINCE = SearchAttributeKey.for_datetime("BackorderSince")
 CUSTOMER_TIER = SearchAttributeKey.for_keyword("CustomerTier")
 ORDER_VALUE = SearchAttributeKey.for_float("OrderValue")
 FTC_STATE = SearchAttributeKey.for_keyword("FtcState")
+OPEN_EXCEPTIONS = SearchAttributeKey.for_int("OpenExceptions")
+"""Exceptions open for the order on the operators' queue, at the workflow's latest news of it
+(an order that ended keeps the count it ended with: `backorder exceptions` reads the queue)."""
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     BACKORDER_STATUS,
@@ -26,6 +29,7 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     CUSTOMER_TIER,
     ORDER_VALUE,
     FTC_STATE,
+    OPEN_EXCEPTIONS,
 )
 
 SEARCH_ATTRIBUTE_TYPES: dict[str, str] = {
