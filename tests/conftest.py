@@ -22,7 +22,7 @@ from embedded.postgres import EmbeddedPostgres
 from embedded.process import find_binary, free_port
 from embedded.temporal import SQLITE_PRAGMAS
 from runtime.temporal_setup import register_search_attributes
-from tests.leftovers import StartedWorkflows, end_leftovers, skips_time
+from tests.leftovers import STARTED, end_leftovers, skips_time
 from workflows import search_attributes as sa
 from workflows.converter import data_converter
 
@@ -66,15 +66,12 @@ async def pg_pool(pg_dsn: str) -> AsyncIterator[AsyncConnectionPool]:
         await pool.close()
 
 
-STARTED_ON_TIME_SKIPPING = StartedWorkflows()
-
-
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(find_binary("temporal-test-server")),
         data_converter=data_converter,
-        interceptors=[STARTED_ON_TIME_SKIPPING],
+        interceptors=[STARTED],
     )
     await register_search_attributes(env.client, "default")
     try:
@@ -91,7 +88,7 @@ async def no_workflow_outlives_its_test(request: pytest.FixtureRequest) -> Async
     if "time_skipping_env" not in request.fixturenames:
         return
     env: WorkflowEnvironment = request.getfixturevalue("time_skipping_env")
-    await end_leftovers(env, STARTED_ON_TIME_SKIPPING)
+    await end_leftovers(env, STARTED)
     if not await skips_time(env):
         pytest.fail("this test left the time-skipping server unable to skip time", pytrace=False)
 

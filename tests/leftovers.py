@@ -46,6 +46,29 @@ class _Recorder(OutboundInterceptor):
         return await super().start_workflow(input)
 
 
+STARTED = StartedWorkflows()
+"""What the session's time-skipping client started (tests/conftest.py installs it)."""
+
+
+async def wind_down(env: WorkflowEnvironment, task_queue: str, within: float = 10) -> None:
+    """Before a worker leaves: cancel what is still running on its task queue and let it end
+    (an order compensates), so no workflow or activity task is left in flight; the test
+    server never unlocks time for a task its worker dropped, even when the workflow is then
+    terminated. What does not end `within` seconds is terminated."""
+    for workflow_id in dict.fromkeys(STARTED.ids):
+        handle = env.client.get_workflow_handle(workflow_id)
+        try:
+            desc = await handle.describe()
+            if desc.status is not WorkflowExecutionStatus.RUNNING or desc.task_queue != task_queue:
+                continue
+            await handle.cancel()
+            await asyncio.wait_for(handle.result(), within)
+        except TimeoutError:
+            await handle.terminate("did not end when cancelled as its test ended")
+        except Exception:
+            pass
+
+
 async def end_leftovers(env: WorkflowEnvironment, started: StartedWorkflows) -> list[str]:
     """Terminate what the test left running; the ids of those that were."""
     ids, started.ids[:] = list(dict.fromkeys(started.ids)), []

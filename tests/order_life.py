@@ -30,6 +30,7 @@ from domain.planner import (
     StockLevel,
 )
 from tests.fakes import World
+from tests.leftovers import wind_down
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderSummary
 
@@ -132,7 +133,7 @@ async def running(
     """A worker on the fake world; not `cached`: it keeps no workflow in memory, so every task
     replays the whole history first, as after a worker restart (a replay that would redo a step
     or take another path shows up at once). Gates a failed test left shut are opened on the way
-    out, so the held activity ends instead of outliving its worker on the server."""
+    out, and what is still running is wound down before the worker goes (tests/leftovers.py)."""
     async with Worker(
         env.client,
         task_queue=task_queue,
@@ -145,6 +146,7 @@ async def running(
         finally:
             for gate in world.gates.values():
                 gate.opened.set()
+            await wind_down(env, task_queue)
 
 
 Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]

@@ -245,6 +245,7 @@ async def test_setup_temporal_creates_namespace_and_search_attributes_idempotent
         "CustomerTier": "KEYWORD",
         "OrderValue": "DOUBLE",
         "FtcState": "KEYWORD",
+        "OpenExceptions": "INT",
     }
 
 

@@ -41,7 +41,7 @@ from workflows.order_views import (
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 HEADINGS = ("### Order ", "### Lines (", "### Shipments (", "### Payment", "### Next timers")
-LINES_HEADER = re.compile(r"^\|.*line.*\|.*sku.*\|.*ordered.*\|.*released.*\|.*backordered.*\|")
+LINES_HEADER = re.compile(r"^\|.*line.*\|.*sku.*\|.*ordered.*\|.*released.*\|.*waiting.*\|")
 SEPARATOR = re.compile(r"^\|(:--\|){2}(--:\|){4}$")
 
 
@@ -171,6 +171,23 @@ def test_outside_values_are_escaped_cut_and_kept_on_one_line(example_order: Orde
 
     assert r"### Order A\|B" in text and "x" * 100 not in text
     assert r"· two lines \*and\* \[a\](link)" in text
+
+
+def test_ids_the_ui_would_smarten_are_code_spans_and_read_as_typed(example_order: Order) -> None:
+    """The UI's renderer turns `1/2` into a fraction, `'` into a curly quote and `--` into a
+    dash, which escapes cannot stop: such ids are code spans (checked in a real browser by
+    tests/test_ui_browser.py); plain ones stay plain text."""
+    line = example_order.lines[0].model_copy(update={"sku": "BOLT-1/2|x"})
+    customer = example_order.customer.model_copy(update={"id": "o'neil--1"})
+    order = example_order.model_copy(
+        update={"lines": (line, *example_order.lines[1:]), "customer": customer}
+    )
+    text = details(order)
+
+    assert "`o'neil--1`" in text  # an item: as it is
+    assert r"`BOLT-1/2\|x`" in text  # a table cell: the pipe escaped for the table
+    assert "`BOLT-1/2|x`" in static_summary(order)
+    assert f"### Order {example_order.order_number}\n" in text  # nothing to smarten: plain
 
 
 def test_the_details_are_cut_at_a_line_when_still_too_big(example_order: Order) -> None:

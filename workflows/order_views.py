@@ -6,6 +6,7 @@ Pure functions of the workflow's state, so a view never changes what the workflo
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -52,10 +53,13 @@ STATIC_DETAILS_BYTES = 8_000
 """The static details' bound: Temporal refuses details above 20,000 bytes."""
 DETAILS_BYTES = 16_000
 """The current details' bound: a query answer and, in the UI, a URL parameter."""
-CELL_PAD = "\u00a0" * 2
+CELL_PAD = "\u00a0"
 """Non-breaking spaces around a table cell's text: the only spacing the UI keeps."""
 MARKDOWN_SPECIALS = frozenset("\\`*_[]<>|~&")
 """What an outside value escapes with a backslash, to read as text, not markup."""
+SMARTENED = re.compile(r"--|\.\.\.|['\"]|\((?:c|r|tm|p)\)|\d/\d", re.IGNORECASE)
+"""What the UI's markdown renderer replaces typographically: dashes, ellipses, quotes, (c)
+(r) (tm) (p), fractions; backslash escapes stop none of the quotes and fractions."""
 CUT_NOTE = "\n\n… cut to fit: `backorder order status` shows everything\n"
 
 
@@ -134,10 +138,10 @@ def static_summary(order: Order) -> str:
     """The one line the Temporal UI shows for the order in its list and header (the workflow's
     static summary): what is known when it starts, so every starter can pass the same."""
     items = notice_items((ln.sku, ln.quantity) for ln in order.lines)
-    shown = ", ".join(f"{i.quantity} {_text(i.sku, 30)}" for i in items[:SUMMARY_SKUS])
+    shown = ", ".join(f"{i.quantity} {_id(i.sku, 30)}" for i in items[:SUMMARY_SKUS])
     more = f" (+{len(items) - SUMMARY_SKUS} SKUs)" if len(items) > SUMMARY_SKUS else ""
     line = (
-        f"Order {_text(order.order_number, 60)} · tier {_text(order.customer.tier, 30)} · "
+        f"Order {_id(order.order_number, 60)} · tier {_id(order.customer.tier, 30)} · "
         f"{order.value} {order.currency} · {shown}{more}"
     )
     return _clip(line, SUMMARY_BYTES)
@@ -147,17 +151,22 @@ def static_details(order: Order) -> str:
     """The order as it was placed, as short markdown (the workflow's static details): who,
     when, and its lines; what happened since is in the current details."""
     placed = [
-        _item("Order", f"{_text(order.order_number)} (id {_text(order.order_id)})"),
+        _item("Order", f"{_id(order.order_number)} (id {_id(order.order_id)})"),
         _item("Placed", _at(order.placed_at)),
-        _item("Customer", f"{_text(order.customer.id)}, tier {_text(order.customer.tier)}"),
+        _item("Customer", f"{_id(order.customer.id)}, tier {_id(order.customer.tier)}"),
         _item("Value", f"{order.value} {order.currency}"),
         _item("Fulfilment", _fulfilment(order)),
-        _item("Site", _text(order.site or "the worker's")),
+        _item("Site", _id(order.site) if order.site else "the worker's"),
     ]
     table = _table(
         ("line", "sku", "quantity", f"unit price ({order.currency})"),
         (
-            (_text(ln.line_id), _text(ln.sku), str(ln.quantity), str(ln.unit_price))
+            (
+                _id(ln.line_id, in_table=True),
+                _id(ln.sku, in_table=True),
+                str(ln.quantity),
+                str(ln.unit_price),
+            )
             for ln in order.lines[:DETAIL_ROWS]
         ),
         numbers_from=2,
@@ -189,7 +198,7 @@ def current_details(
     agenda = summary(schedule, policy) if accepted else None
     text = _sections(
         (
-            f"Order {_text(order.order_number)}",
+            f"Order {_id(order.order_number)}",
             _status_items(order, book, status, status_since, tier, schedule, agenda),
         ),
         (f"Lines ({len(book.lines)})", _lines_table(book)),
@@ -226,8 +235,8 @@ def _status_items(
     return "\n".join(
         (
             _item("Status", f"{status.value} since {_at(status_since)}"),
-            _item("Order id", _text(order.order_id)),
-            _item("Customer", f"{_text(order.customer.id)}, tier {_text(tier)}"),
+            _item("Order id", _id(order.order_id)),
+            _item("Customer", f"{_id(order.customer.id)}, tier {_id(tier)}"),
             _item("Value", f"{order.value} {order.currency}"),
             _item("Units", units),
             _item("Expected ship date", str(schedule.expected_ship_date or "unknown")),
@@ -238,11 +247,11 @@ def _status_items(
 
 def _lines_table(book: OrderBook) -> str:
     table = _table(
-        ("line", "sku", "ordered", "released", "backordered", "cancelled"),
+        ("line", "sku", "ordered", "released", "waiting", "cancelled"),  # fits 1280 px
         (
             (
-                _text(ln.line_id),
-                _text(ln.sku),
+                _id(ln.line_id, in_table=True),
+                _id(ln.sku, in_table=True),
                 *(str(n) for n in (ln.ordered, ln.released, ln.backordered, ln.cancelled)),
             )
             for ln in book.lines[:DETAIL_ROWS]
@@ -256,7 +265,7 @@ def _shipment_items(book: OrderBook) -> str:
     """The latest shipments, newest first."""
     latest = book.shipments[::-1][:SHIPMENT_ROWS]
     items = "\n".join(
-        f"- {_text(s.shipment_id)} · **{s.status.value}** · "
+        f"- {_id(s.shipment_id)} · **{s.status.value}** · "
         f"{_units(sum(a.quantity for a in s.allotments))} · {s.amount} {book.currency}"
         + (f" · expected {s.expected_date}" if s.expected_date else "")
         for s in latest
@@ -310,7 +319,7 @@ def _log_items(log: Sequence[LogEntry]) -> str:
 
 def _fulfilment(order: Order) -> str:
     f = order.fulfillment
-    where = f" at {_text(f.pickup_location)}" if f.pickup_location else ""
+    where = f" at {_id(f.pickup_location)}" if f.pickup_location else ""
     return f"{f.type.value}{where}"
 
 
@@ -353,12 +362,30 @@ def _at(t: datetime) -> str:
 
 
 def _text(value: str, limit: int = TEXT_CHARS) -> str:
-    """A value from outside (an id, a log line) as literal markdown on one line: blanks
+    """A value from outside (a log line, a reason) as literal markdown on one line: blanks
     collapsed, cut at `limit` characters, markdown's special characters escaped."""
+    return "".join(f"\\{ch}" if ch in MARKDOWN_SPECIALS else ch for ch in _flat(value, limit))
+
+
+def _id(value: str, limit: int = TEXT_CHARS, *, in_table: bool = False) -> str:
+    """An identifier (order number, sku, customer, line, shipment) that reads exactly as it is
+    typed: escaped text, or a code span where the UI's renderer would "smarten" it into another
+    id (`BOLT-1/2` into a fraction, `o'neil--1` into a curly quote and a dash), which
+    backslashes cannot stop.
+    In a table cell a `|` is escaped even in a code span (GFM splits cells first)."""
+    flat = _flat(value, limit)
+    if not SMARTENED.search(flat):
+        return _text(flat, limit)
+    fence = "`" * (max(map(len, re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat[0] == "`" or flat[-1] == "`" else ""
+    body = flat.replace("|", "\\|") if in_table else flat
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def _flat(value: str, limit: int) -> str:
+    """On one line, blanks collapsed, cut at `limit` characters."""
     flat = " ".join(value.split())
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return "".join(f"\\{ch}" if ch in MARKDOWN_SPECIALS else ch for ch in flat)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _clip(text: str, limit: int) -> str:
