@@ -1,5 +1,6 @@
 """`backorder order ...`: start an order's workflow and send it messages (cancel, consent,
-check, priority); `order status` is in `cli.order_status`.
+check, priority); `order status` is in `cli.order_status`, a JSON-lines batch of orders to
+start in `cli.order_batch`.
 
 Each message is built and validated before anything is sent, even before Temporal is reached:
 a bad value is reported with its field and why.
@@ -15,7 +16,6 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import UpdateMethodMultiParam
 
@@ -29,11 +29,13 @@ from cli.common import (
     workflow_state,
 )
 from cli.errors import CliError, first_reason, missing_as, refused_as, validated, validation_lines
+from cli.order_batch import add_batch_options, cmd_order_batch, is_batch, single_only
 from cli.order_list import add_list_command
 from cli.order_status import add_status_command
 from config import Settings
-from domain.order import Order, at_boundary
+from domain.order import Order
 from domain.order_book import CancelLine
+from runtime.order_batch import WHOLE_ORDER, order_from_json, start_backorder
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import (
     CancelRequest,
@@ -41,7 +43,6 @@ from workflows.messages import (
     ConsentSignal,
     PriorityChange,
 )
-from workflows.order_views import static_details, static_summary
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -55,15 +56,20 @@ def read_order(path: Path) -> Order:
     if not text.strip():
         raise CliError(f"{file_name(path)} is empty: expected an order (a JSON object)")
     try:
-        return Order.model_validate_json(text, context=at_boundary(datetime.now(UTC)))
+        return order_from_json(text, datetime.now(UTC))
     except ValidationError as err:
         raise CliError(
-            f"{file_name(path)} is not a valid order:\n{validation_lines(err, '(order)')}"
+            f"{file_name(path)} is not a valid order:\n{validation_lines(err, WHOLE_ORDER)}"
         ) from None
 
 
 def cmd_order_start(settings: Settings, args: argparse.Namespace) -> None:
-    """Validate the file first: a bad order is reported even when Temporal is down."""
+    """Validate the file first: a bad order is reported even when Temporal is down. A
+    JSON-lines file (or `--batch`) is a batch: `cli.order_batch`."""
+    if is_batch(args):
+        cmd_order_batch(settings, args)
+        return
+    single_only(args)
     order = read_order(args.file)
     run_with_client(settings, lambda client: start_order(client, settings, order))
 
@@ -71,16 +77,7 @@ def cmd_order_start(settings: Settings, args: argparse.Namespace) -> None:
 async def start_order(client: Client, settings: Settings, order: Order) -> None:
     """One workflow per order, ever: a second start is refused, not a second workflow."""
     try:
-        handle = await client.start_workflow(
-            BackorderWorkflow.run,
-            order,
-            id=order.workflow_id,
-            task_queue=settings.temporal.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=static_summary(order),
-            static_details=static_details(order),
-        )
+        handle = await start_backorder(client, settings, order)
     except WorkflowAlreadyStartedError:
         raise CliError(
             f"order {order.order_id} already has a workflow ({order.workflow_id}); "
@@ -200,8 +197,20 @@ def add_order_commands(sub: Any) -> None:
     """`order start|status|cancel|consent|check|priority`."""
     order = sub.add_parser("order", help="start, inspect and cancel order workflows")
     osub = order.add_subparsers(dest="order_command", required=True)
-    start = osub.add_parser("start", help="start the workflow for an order JSON file (- = stdin)")
-    start.add_argument("file", type=Path)
+    start = osub.add_parser(
+        "start",
+        help="start the workflow for an order JSON file, or one per line of a JSON-lines file"
+        " (- = stdin)",
+        description="Start the workflow for the order in FILE (- = stdin). A .jsonl or .ndjson "
+        "file, or --batch, holds one order a line (blank lines and # comments skipped): every "
+        "line is checked first, bad lines are named with their number and not started, good "
+        "lines are started, a few at a time, with a progress bar on a terminal "
+        "(--all-or-nothing: nothing is started if any line is bad). An order already started "
+        "is reported as such, never started twice, so starting a batch again is safe. Exit 0 "
+        "when every order of the batch has its workflow.",
+    )
+    start.add_argument("file", metavar="FILE", type=Path)
+    add_batch_options(start)
     start.set_defaults(run=cmd_order_start)
     add_status_command(osub)
     add_list_command(osub)

@@ -8,16 +8,22 @@ and lines starting with `#` are skipped. An event id may occur once per file (th
 applies an id once, so a repeat is a mistake in the file, not a second event). Good events go
 out in chunks, one `InventoryBatch` each, in file order; the allocator's outcomes come back by
 event id and are matched to the lines they came from.
+
+What the passes that applied the file released, and to which orders, is read back from each
+pass's allotment signals (the `allotment_deliveries` outbox, written in the pass's own
+transaction): `releases_of` turns those rows into one `Release` per order line and stock row.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from domain.inventory import (
     EVENT_TYPES,
@@ -28,6 +34,7 @@ from domain.inventory import (
     InventoryEvent,
     validation_reason,
 )
+from workflows.messages import AllotmentSignal
 
 EVENT: TypeAdapter[InventoryEvent] = TypeAdapter(InventoryEvent)
 CHUNK_SIZE = 500
@@ -67,10 +74,14 @@ class LineOutcome:
     def event_id(self) -> str:
         return self.outcome.event_id
 
-    def __str__(self) -> str:
+    @property
+    def detail(self) -> str:
+        """The allocator's reason, else its rejection code, else the status."""
         o = self.outcome
-        detail = o.reason or (o.rejection.value if o.rejection else o.status.value)
-        return f"line {self.line_no} (event {o.event_id}): {detail}"
+        return o.reason or (o.rejection.value if o.rejection else o.status.value)
+
+    def __str__(self) -> str:
+        return f"line {self.line_no} (event {self.event_id}): {self.detail}"
 
 
 class BadLine(ValueError):
@@ -102,6 +113,17 @@ def _validate(text: str, data: dict[str, Any]) -> InventoryEvent:
         raise BadLine(validation_reason(err, data.get("type"))) from None
 
 
+def content_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Each line that holds something, with its number in the file (1-based, every line
+    counted): a leading BOM and the line ending dropped, blank lines and `#` comments skipped.
+    The line is otherwise kept as it is, so JSON columns in messages count from its first
+    character. Order batches (`runtime.order_batch`) are read the same way."""
+    for line_no, raw in enumerate(lines, start=1):
+        text = (raw.removeprefix("\ufeff") if line_no == 1 else raw).rstrip("\r\n")
+        if text.strip() and not text.lstrip().startswith("#"):
+            yield line_no, text
+
+
 def read_events(
     lines: Iterable[str],
 ) -> tuple[list[NumberedEvent], list[LineRejection]]:
@@ -109,10 +131,7 @@ def read_events(
     events: list[NumberedEvent] = []
     rejected: list[LineRejection] = []
     first_seen: dict[str, int] = {}
-    for line_no, raw in enumerate(lines, start=1):
-        text = (raw.removeprefix("\ufeff") if line_no == 1 else raw).rstrip("\r\n")
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue  # (JSON columns in messages count from the line's first character)
+    for line_no, text in content_lines(lines):
         event_id: str | None = None
         try:
             data = _decode(text)
@@ -188,6 +207,45 @@ def summarise(bad: Sequence[LineRejection], outcomes: Sequence[LineOutcome]) -> 
     )
 
 
+class Release(BaseModel):
+    """Units one pass released to one order line from one stock row (or purchase order)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    line_id: str
+    sku: str
+    units: int
+    location: str
+    receipt_id: str | None = None
+    """Promised from this purchase order (still to come unless received meanwhile)."""
+    expected_date: dt.date | None = None
+    """When that purchase order is expected: the units ship then, not now."""
+    pass_id: str
+    given_back: bool = False
+    """The order's workflow had ended when the units reached it: they were freed again."""
+
+
+def releases_of(deliveries: Iterable[tuple[str, str, Any, str | None]]) -> list[Release]:
+    """The releases in allotment signals: rows of (pass id, order id, the signal as JSON, the
+    delivery's outcome), as the `allotment_deliveries` table keeps them. A signal that only
+    brings news of receipts releases nothing. Sorted by order, line and where from."""
+    units: Counter[Release] = Counter()
+    for pass_id, order_id, signal, outcome in deliveries:
+        release = AllotmentSignal.model_validate(signal).release
+        for a in release.allotments if release else ():
+            where = Release(
+                order_id=order_id, line_id=a.line_id, sku=a.sku, units=0, location=a.location,
+                receipt_id=a.receipt_id, expected_date=a.expected_date, pass_id=pass_id,
+                given_back=outcome == "gone",
+            )  # fmt: skip
+            units[where] += a.quantity
+    return sorted(
+        (r.model_copy(update={"units": n}) for r, n in units.items()),
+        key=lambda r: (r.order_id, r.line_id, r.sku, r.location, r.receipt_id or "", r.pass_id),
+    )
+
+
 def _json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
@@ -207,11 +265,14 @@ __all__ = [
     "LineRejection",
     "LoadSummary",
     "NumberedEvent",
+    "Release",
     "batch_of",
     "chunks",
+    "content_lines",
     "match_outcomes",
     "parse_line",
     "read_events",
+    "releases_of",
     "summarise",
     "validation_reason",
 ]
