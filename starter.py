@@ -43,6 +43,7 @@ from cli.inventory import add_inventory_commands
 from cli.notifications import add_notification_commands
 from cli.orders import add_order_commands
 from cli.payments import add_payment_commands
+from cli.report import add_report_command
 from cli.schema import add_schema_command
 from cli.service import add_dev_command, add_maintenance_commands
 from config import SettingsError, load_settings
@@ -65,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     add_exception_commands(sub)
     add_payment_commands(sub)
     add_schema_command(sub)
+    add_report_command(sub)
     return p
 
 

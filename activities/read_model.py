@@ -11,12 +11,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
-from workflows.messages import OrderRecord
+from workflows.messages import BackorderStatus, OrderRecord
+
+ON_BACKORDER = (BackorderStatus.BACKORDERED, BackorderStatus.AWAITING_RECEIPT)
+"""The statuses in which an order waits for stock: `orders.backordered_at` is the first."""
 
 
 class ReadModelActivities:
-    """Activities that write the `orders` and `order_claims` tables; they share the worker's
-    connection pool."""
+    """Activities that write the `orders` table (with its `order_status_history` and
+    `order_lines`) and `order_claims`; they share the worker's connection pool."""
 
     def __init__(self, pool: AsyncConnectionPool, site: str) -> None:
         self._pool = pool
@@ -55,10 +58,11 @@ class ReadModelActivities:
 
     @activity.defn(name="record_order")
     async def record_order(self, record: OrderRecord) -> None:
-        """Upsert the order's row. Idempotent, and a late retry of an older status (earlier
-        `status_since`) never overwrites a newer one."""
+        """Upsert the order's row, and add the status to its history and its lines if new (for
+        `backorder report`), in one transaction. Idempotent, and a late retry of an older
+        status (earlier `status_since`) never overwrites a newer one."""
         order = record.order
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
             await conn.execute(
                 """
                 INSERT INTO orders (order_id, workflow_id, order_number, site, customer_id,
@@ -86,5 +90,30 @@ class ReadModelActivities:
                     record.status.value,
                     order.skus,
                     record.status_since,
+                ),
+            )
+            await conn.execute(
+                "INSERT INTO order_status_history (order_id, status, status_since, cancel_reason)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (order.order_id, record.status.value, record.status_since, record.cancel_reason),
+            )
+            if record.status in ON_BACKORDER:  # the earliest such row, whatever order they come
+                await conn.execute(
+                    "UPDATE orders SET backordered_at = %s WHERE order_id = %s"
+                    " AND (backordered_at IS NULL OR backordered_at > %s)",
+                    (record.status_since, order.order_id, record.status_since),
+                )
+            await conn.execute(
+                """
+                INSERT INTO order_lines (order_id, line_id, sku, quantity, unit_price)
+                SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::numeric[])
+                ON CONFLICT DO NOTHING
+                """,
+                (
+                    order.order_id,
+                    [line.line_id for line in order.lines],
+                    [line.sku for line in order.lines],
+                    [line.quantity for line in order.lines],
+                    [line.unit_price for line in order.lines],
                 ),
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -121,7 +122,7 @@ async def test_exceptions_get_numbers_in_raised_order_and_resolutions_say_who_an
                        '2026-11-01', '2026-11-03'),
                       ('o-3/c', 'o-3', 'message_refused', 'low', 'last', '2026-11-05', NULL)"""
         )
-        assert await migrate(empty_db) == ["0009"]
+        assert (await migrate(empty_db))[0] == "0009"
         await conn.execute(
             """INSERT INTO exceptions (key, order_id, kind, severity, detail)
                VALUES ('o-4/d', 'o-4', 'demand_invalid', 'high', 'new'),
@@ -150,3 +151,63 @@ async def test_exceptions_get_numbers_in_raised_order_and_resolutions_say_who_an
             " WHERE id = 2"
         )
         assert cur.rowcount == 1
+
+
+async def test_orders_recorded_before_0010_get_the_history_the_tables_tell(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """0010: each order's current status; the "on backorder" notice (sent only when acceptance
+    left units waiting) as the start of its backorder, or else its first purchase-order promise
+    (acceptance promised its units at once); `backordered_at` the earliest of them, none for an
+    order that never waited."""
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.name < "0010":
+            shutil.copy(path, tmp_path)
+    await migrate(empty_db, tmp_path)
+    t0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    async with await psycopg.AsyncConnection.connect(empty_db, autocommit=True) as conn:
+        for order_id, status in [
+            ("O-1", "completed"),  # waited from acceptance, filled since
+            ("O-2", "awaiting_receipt"),  # promised from a purchase order at acceptance
+            ("O-3", "completed"),  # shipped at once
+        ]:
+            await conn.execute(
+                """INSERT INTO orders (order_id, workflow_id, order_number, site, customer_id,
+                                       customer_tier, placed_at, currency, order_value, status,
+                                       skus, status_since)
+                   VALUES (%s, %s, %s, 'east', 'c', 'standard', %s, 'USD', 10, %s, '{KTP}',
+                           %s)""",
+                (order_id, f"backorder-{order_id}", order_id, t0, status, t0 + timedelta(days=5)),
+            )
+        await conn.execute(
+            """INSERT INTO notices (key, order_id, kind, payload, created_at)
+               VALUES ('backorder-O-1/accept/on-backorder', 'O-1', 'on_backorder', '{}', %s),
+                      ('backorder-O-3/s/shipped', 'O-3', 'shipped', '{}', %s)""",
+            (t0 + timedelta(minutes=1), t0 + timedelta(minutes=1)),
+        )
+        await conn.execute("INSERT INTO locations (location_id) VALUES ('DC')")
+        await conn.execute(
+            """INSERT INTO future_receipts (receipt_id, sku, location, quantity, expected_date)
+               VALUES ('PO-1', 'KTP', 'DC', 5, '2026-11-20')"""
+        )
+        await conn.execute(
+            """INSERT INTO reservations (key, order_id, line_id, sku, location, quantity, source,
+                                         receipt_id, created_at)
+               VALUES ('k', 'O-2', '1', 'KTP', 'DC', 1, 'future', 'PO-1', %s)""",
+            (t0 + timedelta(minutes=2),),
+        )
+        assert await migrate(empty_db) == ["0010"]
+        cur = await conn.execute(
+            """SELECT h.order_id, h.status, h.status_since - %s, h.inferred, o.backordered_at - %s
+                 FROM order_status_history h JOIN orders o USING (order_id)
+                ORDER BY 1, 3, 2""",
+            (t0, t0),
+        )
+        minute, five_days = timedelta(minutes=1), timedelta(days=5)
+        assert await cur.fetchall() == [
+            ("O-1", "backordered", minute, True, minute),
+            ("O-1", "completed", five_days, True, minute),
+            ("O-2", "awaiting_receipt", 2 * minute, True, 2 * minute),
+            ("O-2", "awaiting_receipt", five_days, True, 2 * minute),
+            ("O-3", "completed", five_days, True, None),
+        ]

@@ -406,8 +406,10 @@ async def test_ftc_cancels_on_day_60_without_consent_and_refunds(
     assert world.applied("update_demand")[-1].backorder is None
 
     assert summary.status is BackorderStatus.CANCELLED
-    # placed a moment before it was accepted: the FTC clock (from placed_at) ran out first
-    assert summary.days_in_backorder == 59
+    # cancelled 60 days after placed_at (the notices above), a moment before 60 days after
+    # acceptance; the time-skipping server's clock runs in real time while the cancel's steps
+    # run, so under load the order may end a few seconds past the 60th day of its backorder
+    assert summary.days_in_backorder in (59, 60)
     assert line_figures(summary.lines) == [("L1", 3, 0, 0, 3)]
     assert final.ftc_state is FtcState.CANCELLED
     assert final.cancel_reason is not None and final.cancel_reason.startswith("FTC rule")

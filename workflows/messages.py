@@ -215,6 +215,8 @@ class OrderRecord(Contract):
     written before it was carried): the worker's own site."""
     tier: str | None = None
     """The tier the order is served as now (a priority change moves it); None: the order's."""
+    cancel_reason: Annotated[str, Field(max_length=2000)] | None = None
+    """Why the order was cancelled (status `cancelled`); None otherwise, or before it was sent."""
 
 
 class CarriedState(Contract):

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.planner import Allotment
     from domain.schedule import record_cleared, record_expected_ship_date
     from workflows.calls import UNTIL_IT_WORKS, call
-    from workflows.messages import OrderRecord
+    from workflows.messages import BackorderStatus, OrderRecord
 
 
 class OrderEffects(OrderState):
@@ -154,6 +154,9 @@ class OrderEffects(OrderState):
                 status_since=self._status_since,
                 site=self._site,
                 tier=self._tier,
+                cancel_reason=(
+                    self._cancel_reason if self._status is BackorderStatus.CANCELLED else None
+                ),
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=UNTIL_IT_WORKS,
