@@ -138,11 +138,13 @@ async def queue_exception(
     kind: str,
     severity: Severity,
     detail: str,
-) -> None:
-    """Write a row to the operators' queue, once per key, in the caller's transaction."""
-    await conn.execute(
+) -> bool:
+    """Write a row to the operators' queue, once per key, in the caller's transaction; whether
+    this call wrote it (False: the key was there)."""
+    cur = await conn.execute(
         """INSERT INTO exceptions (key, order_id, kind, severity, detail)
            VALUES (%s, %s, %s, %s, %s)
            ON CONFLICT (key) DO NOTHING""",
         (key, order_id, kind, severity.value, detail),
     )
+    return cur.rowcount == 1

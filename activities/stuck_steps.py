@@ -72,33 +72,35 @@ class StuckSteps(Interceptor):
             f"Temporal UI (workflow {info.workflow_id}) says why. Resolved by itself when the "
             "step succeeds."
         )
-        await self._write(
-            "raise",
-            order_id,
-            lambda conn: queue_exception(conn, _key(info), order_id, KIND, Severity.HIGH, detail),
-        )
+
+        async def write(conn: AsyncConnection[Any]) -> bool:
+            return await queue_exception(conn, _key(info), order_id, KIND, Severity.HIGH, detail)
+
+        await self._write("raise", order_id, write)
 
     async def clear_stuck(self, info: activity.Info, order_id: str) -> None:
-        await self._write(
-            "resolve",
-            order_id,
-            lambda conn: conn.execute(
+        async def write(conn: AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(
                 """UPDATE exceptions SET resolved_at = now(), resolved_by = %s, resolution = %s
                     WHERE key = %s AND resolved_at IS NULL""",
                 (RESOLVER, f"{info.activity_type} succeeded at attempt {info.attempt}", _key(info)),
-            ),
-        )
+            )
+            return cur.rowcount == 1
+
+        await self._write("resolve", order_id, write)
 
     async def _write(
-        self, what: str, order_id: str, change: Callable[[AsyncConnection[Any]], Awaitable[Any]]
+        self, what: str, order_id: str, change: Callable[[AsyncConnection[Any]], Awaitable[bool]]
     ) -> None:
+        """Make the change; tell the order only when it changed something (a step retried
+        every 10 s for an hour raises once and tells once, not 360 times)."""
         try:
             async with self.pool.connection() as conn:
-                await change(conn)
+                changed = await change(conn)
         except Exception as err:  # never fail the step being watched
             logger.warning("could not %s order %s's stuck-step exception: %s", what, order_id, err)
             return
-        if self.news is not None:
+        if changed and self.news is not None:
             await self.news([order_id])
 
 

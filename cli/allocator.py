@@ -4,17 +4,49 @@ status`, and `apply_batch`, how the inventory commands send it events."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
+import click
+from rich import box
+from rich.table import Table
 from temporalio.client import Client
 
 from activities.contracts import AllocationCheck
-from cli.common import add_site, counted, order_id_arg, run_with_client, site_of, with_client
+from cli.app import command, flag, group, typed
+from cli.common import counted, order_id_arg, run_with_client, site_of, site_option, with_client
 from cli.errors import CliError, missing_as, refused_as, validated
+from cli.tables import show
 from config import Settings
 from domain.inventory import InventoryBatch
 from runtime.allocator import allocator_status, run_check, send_inventory
 from workflows.allocator_messages import AllocatorStatus, FeedResult, PassOutcome, allocator_id
+
+T = TypeVar("T")
+
+
+ANSWER_WITHIN = 120.0
+"""Seconds a command waits for the allocator's pass before it gives up and says why (no worker
+polls the site's task queue, or a pass is stuck): never a command that hangs."""
+
+
+async def answered(settings: Settings, site: str, work: Awaitable[T], what: str) -> T:
+    """`work`'s answer, or after ANSWER_WITHIN a CliError naming the allocator, the task queue
+    that should serve it, and that asking again is safe."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=ANSWER_WITHIN)
+    if task in done:
+        return task.result()
+    # the command ends here: stop what it started (its update in flight) before the loop does
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in others:
+        t.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    raise CliError(
+        f"{allocator_id(site)} did not answer within {ANSWER_WITHIN:g}s (is a worker "
+        f"polling task queue {settings.temporal.task_queue}?); {what}"
+    )
 
 
 async def apply_batch(
@@ -22,7 +54,12 @@ async def apply_batch(
 ) -> FeedResult:
     """Send events and wait for the pass that applied them; a refusal names the allocator."""
     with refused_as(f"{allocator_id(site)} refused the events"):
-        return await send_inventory(client, settings, site, batch)
+        return await answered(
+            settings,
+            site,
+            send_inventory(client, settings, site, batch),
+            "the events may still be applied: sending them again with the same ids is safe",
+        )
 
 
 def allocation_check(args: argparse.Namespace) -> AllocationCheck:
@@ -59,7 +96,15 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> None:
     check = allocation_check(args)
     site = site_of(settings, args)
     with refused_as("check refused"):
-        outcome = run_with_client(settings, lambda c: run_check(c, settings, site, check))
+        outcome = run_with_client(
+            settings,
+            lambda c: answered(
+                settings,
+                site,
+                run_check(c, settings, site, check),
+                "the check may still run: asking again is safe",
+            ),
+        )
     unknown = outcome.report.unknown_orders
     if unknown and set(unknown) == set(check.order_ids) and not check.skus:
         raise CliError(f"no such order: {', '.join(unknown)} (nothing was checked)")
@@ -75,16 +120,21 @@ def print_allocator_status(status: AllocatorStatus) -> None:
     )
     if not status.recent:
         return
-    print(
-        f"  {'pass':<24} {'at (UTC)':<16} {'events':>6} {'rej.':>5} {'orders':>6} "
-        f"{'units':>7} {'notices':>7} {'deliv.':>6} {'gone':>5}  reason"
-    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("pass", overflow="fold")
+    table.add_column("at (UTC)")
+    for name in ("events", "rej.", "orders", "units", "notices", "deliv.", "gone"):
+        table.add_column(name, justify="right")
+    table.add_column("reason")
     for p in status.recent:
-        print(
-            f"  {p.pass_id:<24} {p.at:%Y-%m-%d %H:%M} {p.events:>6} {p.rejected:>5} "
-            f"{p.orders_released:>6} {p.units_released:>7} {p.receipt_notices:>7} "
-            f"{p.delivered:>6} {p.gone:>5}  {p.reason}"
+        figures = (p.events, p.rejected, p.orders_released, p.units_released)
+        table.add_row(
+            p.pass_id,
+            f"{p.at:%Y-%m-%d %H:%M}",
+            *(str(n) for n in (*figures, p.receipt_notices, p.delivered, p.gone)),
+            p.reason,
         )
+    show(table)
 
 
 async def show_allocator(client: Client, settings: Settings, args: argparse.Namespace) -> None:
@@ -101,25 +151,30 @@ async def show_allocator(client: Client, settings: Settings, args: argparse.Name
         print_allocator_status(status)
 
 
-def add_allocator_commands(sub: Any) -> None:
+def allocator_commands() -> list[click.Command]:
     """`check` and `allocator status`."""
-    check = add_site(
-        sub.add_parser("check", help="run an allocation pass now (nothing named: every sku)")
+    check = command(
+        "check",
+        cmd_check,
+        "run an allocation pass now (nothing named: every sku)",
+        site_option(),
+        click.Option(["--sku"], multiple=True, help="a sku to look at (repeatable)"),
+        click.Option(
+            ["--order"],
+            type=typed(order_id_arg, "order_id"),
+            multiple=True,
+            help="an order whose skus to look at (repeatable)",
+        ),
+        click.Option(["--reason"], default="operator request", show_default=True),
     )
-    check.add_argument("--sku", action="append", default=[], help="a sku to look at (repeatable)")
-    check.add_argument(
-        "--order",
-        metavar="ORDER_ID",
-        type=order_id_arg,
-        action="append",
-        default=[],
-        help="an order whose skus to look at (repeatable)",
+    allocator = group("allocator", "inspect a site's allocator")
+    allocator.add_command(
+        command(
+            "status",
+            with_client(show_allocator),
+            "passes run, pending work, recent passes",
+            site_option(),
+            flag("--json", help="print the raw status JSON"),
+        )
     )
-    check.add_argument("--reason", default="operator request")
-    check.set_defaults(run=cmd_check)
-
-    allocator = sub.add_parser("allocator", help="inspect a site's allocator")
-    asub = allocator.add_subparsers(dest="allocator_command", required=True)
-    status = add_site(asub.add_parser("status", help="passes run, pending work, recent passes"))
-    status.add_argument("--json", action="store_true", help="print the raw status JSON")
-    status.set_defaults(run=with_client(show_allocator))
+    return [check, allocator]

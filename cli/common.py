@@ -11,10 +11,12 @@ from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
+import click
 from pydantic import TypeAdapter, ValidationError
 from temporalio.client import Client, WorkflowExecutionDescription
 
-from cli.errors import CliError, first_reason
+from cli.app import typed
+from cli.errors import BadValue, CliError, first_reason
 from config import Settings
 from config.settings import SiteName
 from domain.order import WORKFLOW_ID_PREFIX, Identifier, workflow_id_for
@@ -73,7 +75,7 @@ def read_text(path: Path) -> str:
         ) from None
 
 
-# -- argument types: argparse prints their message with the argument's name (exit 2) -------------
+# -- value parsers: a BadValue is a usage error naming the option (exit 2, `cli.app.typed`) ------
 
 SITE = TypeAdapter(SiteName)
 ORDER_ID = TypeAdapter(Identifier)
@@ -84,7 +86,7 @@ def site_arg(value: str) -> str:
     try:
         return SITE.validate_python(value)
     except ValidationError:
-        raise argparse.ArgumentTypeError(f"{value!r}: letters, digits, _ . - only") from None
+        raise BadValue(f"{value!r}: letters, digits, _ . - only") from None
 
 
 def order_id_arg(value: str) -> str:
@@ -92,9 +94,7 @@ def order_id_arg(value: str) -> str:
     try:
         return ORDER_ID.validate_python(value.removeprefix(WORKFLOW_ID_PREFIX))
     except ValidationError as err:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not an order id: {first_reason(err)}"
-        ) from None
+        raise BadValue(f"{value!r} is not an order id: {first_reason(err)}") from None
 
 
 def workflow_id_arg(value: str) -> str:
@@ -108,7 +108,7 @@ def date_arg(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError as err:
         why = "" if str(err).startswith("Invalid isoformat") else f" ({err})"
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD{why}") from None
+        raise BadValue(f"{value!r} is not a date YYYY-MM-DD{why}") from None
 
 
 def whole_number(low: int, high: int) -> Callable[[str], int]:
@@ -120,16 +120,15 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
         except ValueError:
             number = low - 1
         if not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"{value!r}: must be a whole number {low}..{high}")
+            raise BadValue(f"{value!r}: must be a whole number {low}..{high}")
         return number
 
     return parse
 
 
-def add_site(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The `--site` option of the inventory, check and allocator commands."""
-    p.add_argument("--site", type=site_arg, help="the allocator's site (default: settings)")
-    return p
+def site_option(help: str = "the allocator's site (default: settings)") -> click.Option:
+    """The `--site` option of the inventory, check, allocator and read commands."""
+    return click.Option(["--site"], type=typed(site_arg, "site"), help=help)
 
 
 def site_of(settings: Settings, args: argparse.Namespace) -> str:

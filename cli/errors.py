@@ -38,6 +38,11 @@ def invalid(err: ValidationError, what: str, whole: str | None = None) -> CliErr
     return CliError(f"not a valid {what}:\n{validation_lines(err, whole or f'({what})')}")
 
 
+class BadValue(ValueError):
+    """A value typed on the command line that its parser refuses; Click reports it as a usage
+    error naming the option and this message (exit 2)."""
+
+
 def validated(model: type[M], what: str, whole: str | None = None, **fields: Any) -> M:
     """`model` from the user's values, checked before anything is sent: a bad one is a
     CliError naming each field and why."""
@@ -48,7 +53,7 @@ def validated(model: type[M], what: str, whole: str | None = None, **fields: Any
 
 
 def first_reason(err: ValidationError) -> str:
-    """Why one value was refused, in pydantic's words (for argparse's one-line errors)."""
+    """Why one value was refused, in pydantic's words (for one-line usage errors)."""
     return "; ".join(f["message"] for f in faults(err))
 
 

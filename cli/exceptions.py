@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
 from psycopg import IsolationLevel
 from rich import box
 from rich.console import Console
@@ -25,9 +26,10 @@ from rich.table import Table
 from rich.text import Text
 
 from activities.contracts import Severity
+from cli.app import command, flag, group, typed
 from cli.common import counted, order_id_arg, site_arg, whole_number
 from cli.database import database
-from cli.errors import CliError, validated
+from cli.errors import BadValue, CliError, validated
 from config import Settings
 from runtime.connections import ServiceUnreachable, connect_temporal
 from runtime.exception_news import tell_orders
@@ -52,11 +54,11 @@ SEVERITY_STYLE = {Severity.HIGH: "bold red", Severity.MEDIUM: "yellow", Severity
 
 
 def ref_arg(value: str) -> ExceptionRef:
-    """An exception's number or key, as argparse takes it."""
+    """An exception's number or key; a number past the column's range is a BadValue."""
     try:
         return exception_ref(value)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise BadValue(str(err)) from None
 
 
 def named(ref: ExceptionRef) -> str:
@@ -287,52 +289,75 @@ def cmd_resolve(settings: Settings, args: argparse.Namespace) -> None:
 # -- the commands ---------------------------------------------------------------------------------
 
 
-def add_list_options(p: argparse.ArgumentParser) -> None:
+def list_options() -> list[click.Parameter]:
     """The filters of `backorder exceptions`."""
-    p.add_argument(
-        "--severity",
-        action="append",
-        choices=[s.value for s in SEVERITY_ORDER],
-        help="only this severity (repeat for several)",
-    )
-    p.add_argument(
-        "--kind",
-        action="append",
-        metavar="K",
-        help="only this kind (repeat): ftc_deadline, payment_capture_failed, ...",
-    )
-    p.add_argument("--order", type=order_id_arg, metavar="ID", help="only this order's exceptions")
-    p.add_argument(
-        "--site", type=site_arg, metavar="S", help="only orders of this site (the read model's)"
-    )
-    p.add_argument("--all", action="store_true", help="resolved exceptions too (after the open)")
-    p.add_argument(
-        "--limit",
-        type=whole_number(1, MAX_LIMIT),
-        default=50,
-        metavar="N",
-        help="the first N, worst and oldest first (default 50)",
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable rows")
+    return [
+        click.Option(
+            ["--severity"],
+            type=click.Choice([s.value for s in SEVERITY_ORDER]),
+            multiple=True,
+            help="only this severity (repeat for several)",
+        ),
+        click.Option(
+            ["--kind"],
+            multiple=True,
+            metavar="K",
+            help="only this kind (repeat): ftc_deadline, payment_capture_failed, ...",
+        ),
+        click.Option(
+            ["--order"],
+            type=typed(order_id_arg, "order_id"),
+            metavar="ID",
+            help="only this order's exceptions",
+        ),
+        click.Option(
+            ["--site"],
+            type=typed(site_arg, "site"),
+            metavar="S",
+            help="only orders of this site (the read model's)",
+        ),
+        flag("--all", help="resolved exceptions too (after the open)"),
+        click.Option(
+            ["--limit"],
+            type=typed(whole_number(1, MAX_LIMIT), "n"),
+            default=50,
+            metavar="N",
+            help="the first N, worst and oldest first (default 50)",
+        ),
+        flag("--json", help="machine-readable rows"),
+    ]
 
 
-def add_exception_commands(sub: Any) -> None:
-    """Register `exceptions` (list, show, resolve)."""
-    about = "the operators' exception queue: list, show, resolve"
-    p = sub.add_parser("exceptions", help=about, description=about)
-    add_list_options(p)
-    p.set_defaults(run=cmd_list)
-    esub = p.add_subparsers(dest="exceptions_command", metavar="{show,resolve}")
-    show = esub.add_parser("show", help="every field of one exception, the full detail")
-    show.add_argument("ref", type=ref_arg, metavar="ID", help="its number, or its key")
-    show.add_argument("--json", action="store_true", help="machine-readable")
-    show.set_defaults(run=cmd_show)
-    resolve = esub.add_parser("resolve", help="mark exceptions resolved, saying why (kept)")
-    resolve.add_argument("refs", nargs="+", type=ref_arg, metavar="ID", help="number or key")
-    resolve.add_argument(
-        "--note", required=True, metavar="TEXT", help="why it is resolved (required)"
+def exception_commands() -> list[click.Command]:
+    """`exceptions` (lists), `exceptions show` and `exceptions resolve`."""
+    ref = typed(ref_arg, "id")
+    exceptions = group(
+        "exceptions",
+        "the operators' exception queue: list, show, resolve",
+        *list_options(),
+        handler=cmd_list,
     )
-    resolve.add_argument(
-        "--by", metavar="WHO", help="who resolved it (default: the logged-in user)"
+    exceptions.add_command(
+        command(
+            "show",
+            cmd_show,
+            "every field of one exception, the full detail",
+            click.Argument(["ref"], type=ref, metavar="ID", help="its number, or its key"),
+            flag("--json", help="machine-readable"),
+        )
     )
-    resolve.set_defaults(run=cmd_resolve)
+    exceptions.add_command(
+        command(
+            "resolve",
+            cmd_resolve,
+            "mark exceptions resolved, saying why (kept)",
+            click.Argument(
+                ["refs"], type=ref, nargs=-1, required=True, metavar="ID...", help="number or key"
+            ),
+            click.Option(["--note"], required=True, metavar="TEXT", help="why it is resolved"),
+            click.Option(
+                ["--by"], metavar="WHO", help="who resolved it (default: the logged-in user)"
+            ),
+        )
+    )
+    return [exceptions]

@@ -17,8 +17,8 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+import click
 import psycopg
 from pydantic import BaseModel
 from rich import box
@@ -27,7 +27,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from cli.allocator import apply_batch
-from cli.common import add_site, counted, read_text, run_with_client, site_of, whole_number
+from cli.app import command, flag, typed
+from cli.common import counted, read_text, run_with_client, site_of, site_option, whole_number
 from cli.database import database
 from cli.errors import CliError
 from cli.tables import Advance, progress_bar, show
@@ -245,25 +246,23 @@ def refusals(bad: Sequence[LineRejection], done: Sequence[LineOutcome]) -> list[
     return sorted(refused, key=lambda r: r.line)
 
 
-def add_load_command(isub: Any) -> None:
+def load_command() -> click.Command:
     """`inventory load FILE [--chunk-size N] [--json]`."""
-    load = add_site(
-        isub.add_parser(
-            "load",
-            help="send a JSON-lines feed file (- = stdin), one event a line",
-            description="Send a JSON-lines feed file (- = stdin), one event a line, in batches. "
-            "Bad lines are named and skipped; sending the file again is safe. Ends with what "
-            "was released to which orders. A progress bar shows on a terminal (stderr).",
-        )
+    return command(
+        "load",
+        cmd_inventory_load,
+        "Send a JSON-lines feed file (- = stdin), one event a line, in batches. Bad lines are "
+        "named and skipped; sending the file again is safe. Ends with what was released to "
+        "which orders. A progress bar shows on a terminal (stderr).",
+        click.Argument(["file"], type=click.Path(path_type=Path, allow_dash=True)),
+        site_option(),
+        click.Option(
+            ["--chunk-size"],
+            type=typed(whole_number(1, MAX_EVENTS_PER_BATCH), "n"),
+            default=CHUNK_SIZE,
+            show_default=True,
+            help="events per batch",
+        ),
+        flag("--json", help="print the outcome and the releases as JSON"),
+        short_help="send a JSON-lines feed file (- = stdin), one event a line",
     )
-    load.add_argument("file", metavar="FILE", type=Path)
-    load.add_argument(
-        "--chunk-size",
-        type=whole_number(1, MAX_EVENTS_PER_BATCH),
-        default=CHUNK_SIZE,
-        help="events per batch",
-    )
-    load.add_argument(
-        "--json", action="store_true", help="print the outcome and the releases as JSON"
-    )
-    load.set_defaults(run=cmd_inventory_load)

@@ -8,17 +8,20 @@ from the feed before Temporal is reached, and its outcome printed with the stock
 from __future__ import annotations
 
 import argparse
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import click
 from pydantic import BaseModel
 
 from cli.allocator import apply_batch
-from cli.common import add_site, counted, date_arg, run_with_client, site_of
+from cli.app import command, flag, group, typed
+from cli.common import counted, date_arg, run_with_client, site_of, site_option
 from cli.errors import CliError, validated
-from cli.feed import add_load_command
-from cli.stock import add_stock_command
+from cli.feed import load_command
+from cli.stock import stock_command
 from config import Settings
 from domain.inventory import (
     EventStatus,
@@ -156,90 +159,160 @@ def cmd_inventory_event(settings: Settings, args: argparse.Namespace) -> None:
     print_feed_result(event, result)
 
 
-def add_inventory_commands(sub: Any) -> None:
-    """`inventory receipt|adjust|po|po-update|po-cancel|po-received|po-close|location|product`
-    and `inventory load`."""
+NUMBER = re.compile(r"-\d+|-\d*\.\d+")
+"""A negative number (`-5`, `-1.5`): a value, never an option (argparse's rule)."""
 
-    def event(name: str, about: str) -> argparse.ArgumentParser:
-        p = add_site(isub.add_parser(name, help=about, description=about))
-        p.add_argument(
-            "--id", metavar="EVENT_ID", help="the event id (default: a fresh cli-<uuid>)"
-        )
-        p.set_defaults(run=cmd_inventory_event)
-        return p
 
-    inventory = sub.add_parser("inventory", help="send inventory events to the site's allocator")
-    isub = inventory.add_subparsers(dest="inventory_command", required=True)
+class EventCommand(click.Command):
+    """An `inventory` event's command. Its name is `args.inventory_command` (the event
+    `event_from_args` builds), and a negative number is a value where an argument is expected
+    (`adjust KTP DC -5`, as with argparse); any other unknown option is refused as usual."""
 
-    receipt = event("receipt", "units arrived at a location")
-    receipt.add_argument("sku", metavar="SKU")
-    receipt.add_argument("location", metavar="LOCATION")
-    receipt.add_argument("quantity", metavar="QUANTITY", type=int)
-    receipt.add_argument("--reason", help="default: receipt")
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, context_settings={"ignore_unknown_options": True}, **kwargs)
 
-    adjust = event(
-        "adjust", "a count correction; a negative DELTA is fine (-5, or `-- -5` after options)"
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            self.refuse_unknown_options(ctx, args)
+        rest = super().parse_args(ctx, args)
+        ctx.params["inventory_command"] = self.name
+        return rest
+
+    def refuse_unknown_options(self, ctx: click.Context, args: list[str]) -> None:
+        """What Click refuses without `ignore_unknown_options` (which lets `-5` through)."""
+        takes_value = {
+            name: not (p.is_flag or p.count)
+            for p in self.get_params(ctx)
+            if isinstance(p, click.Option)
+            for name in (*p.opts, *p.secondary_opts)
+        }
+        words = iter(args)
+        for word in words:
+            if word == "--":
+                return
+            if not word.startswith("-") or word == "-" or NUMBER.fullmatch(word):
+                continue
+            name, given, _ = word.partition("=")
+            if name not in takes_value:
+                near = [n for n in takes_value if n.startswith("--")]  # as Click suggests
+                raise click.NoSuchOption(name, possibilities=near, ctx=ctx)
+            if takes_value[name] and not given:
+                next(words, None)  # the option's value, whatever it looks like
+
+
+def event_command(name: str, about: str, *params: click.Parameter, **extra: Any) -> EventCommand:
+    """One event's command: its arguments, `--site` and `--id`."""
+    made = command(
+        name,
+        cmd_inventory_event,
+        about,
+        *params,
+        site_option(),
+        click.Option(
+            ["--id"], metavar="EVENT_ID", help="the event id (default: a fresh cli-<uuid>)"
+        ),
     )
-    adjust.add_argument("sku", metavar="SKU")
-    adjust.add_argument("location", metavar="LOCATION")
-    adjust.add_argument(
-        "delta", metavar="DELTA", type=int, help="units to add (negative: to remove)"
-    )
-    adjust.add_argument("--reason", required=True)
-
-    po = event("po", "a purchase order (future receipt) expected at a location")
-    po.add_argument("receipt_id", metavar="RECEIPT_ID")
-    po.add_argument("sku", metavar="SKU")
-    po.add_argument("location", metavar="LOCATION")
-    po.add_argument("quantity", metavar="QUANTITY", type=int)
-    po.add_argument(
-        "--date",
-        dest="expected_date",
-        metavar="YYYY-MM-DD",
-        type=date_arg,
-        help="expected date (none: undated)",
-    )
-
-    po_update = event("po-update", "a new expected date and/or quantity of a purchase order")
-    po_update.add_argument("receipt_id", metavar="RECEIPT_ID")
-    po_update.add_argument(
-        "--date", dest="expected_date", metavar="YYYY-MM-DD", type=date_arg, help="YYYY-MM-DD"
-    )
-    po_update.add_argument(
-        "--quantity", type=int, help="the purchase order's whole quantity, units received included"
-    )
-
-    po_cancel = event("po-cancel", "the purchase order will not arrive")
-    po_cancel.add_argument("receipt_id", metavar="RECEIPT_ID")
-    po_cancel.add_argument("--reason", help="default: purchase order cancelled")
-
-    po_received = event(
-        "po-received",
-        "units of the purchase order arrived and are on hand; the rest stays open",
-    )
-    po_received.add_argument("receipt_id", metavar="RECEIPT_ID")
-    po_received.add_argument(
-        "--quantity", type=int, help="units received (default: all still to come)"
+    return EventCommand(
+        name, callback=made.callback, params=made.params, help=about, short_help=about, **extra
     )
 
-    po_close = event(
-        "po-close",
-        "no more of the purchase order will come (closed short): orders promised the rest"
-        " wait again",
+
+def argument(name: str, type: Any = None) -> click.Argument:
+    """A positional argument, named as the event's field (`SKU` in the usage line)."""
+    return click.Argument([name], type=type)
+
+
+def expected_date(help: str) -> click.Option:
+    return click.Option(
+        ["--date", "expected_date"], type=typed(date_arg, "date"), metavar="YYYY-MM-DD", help=help
     )
-    po_close.add_argument("receipt_id", metavar="RECEIPT_ID")
-    po_close.add_argument("--reason", help="default: purchase order closed short")
 
-    location = event("location", "define a store or warehouse (the whole definition)")
-    location.add_argument("location_id", metavar="LOCATION_ID")
-    location.add_argument("--rank", type=int, help="serving order (default 0)")
-    location.add_argument("--pickup", action="store_true", help="orders can be collected here")
 
-    product = event("product", "define a product's backorder switches (the whole definition)")
-    product.add_argument("sku", metavar="SKU")
-    product.add_argument("--not-backorderable", dest="backorderable", action="store_false")
-    product.add_argument("--no-future-inventory", dest="future_inventory", action="store_false")
-    product.add_argument("--insert", action="store_true", help="a packing insert")
+def switched_off(name: str, field: str) -> click.Option:
+    """`--not-backorderable`: the field, true unless given."""
+    return click.Option([name, field], is_flag=True, flag_value=False, default=True)
 
-    add_load_command(isub)
-    add_stock_command(isub)
+
+def inventory_commands() -> list[click.Command]:
+    """`inventory receipt|adjust|po|po-update|po-cancel|po-received|po-close|location|product`,
+    `inventory load` and `inventory stock`."""
+    inventory = group("inventory", "send inventory events to the site's allocator")
+    for cmd in (
+        event_command(
+            "receipt",
+            "units arrived at a location",
+            argument("sku"),
+            argument("location"),
+            argument("quantity", int),
+            click.Option(["--reason"], help="default: receipt"),
+        ),
+        event_command(
+            "adjust",
+            "a count correction; a negative DELTA is fine (-5, or `-- -5` after options)",
+            argument("sku"),
+            argument("location"),
+            argument("delta", int),
+            click.Option(["--reason"], required=True),
+            epilog="DELTA: units to add (negative: to remove)",
+        ),
+        event_command(
+            "po",
+            "a purchase order (future receipt) expected at a location",
+            argument("receipt_id"),
+            argument("sku"),
+            argument("location"),
+            argument("quantity", int),
+            expected_date("expected date (none: undated)"),
+        ),
+        event_command(
+            "po-update",
+            "a new expected date and/or quantity of a purchase order",
+            argument("receipt_id"),
+            expected_date("YYYY-MM-DD"),
+            click.Option(
+                ["--quantity"],
+                type=int,
+                help="the purchase order's whole quantity, units received included",
+            ),
+        ),
+        event_command(
+            "po-cancel",
+            "the purchase order will not arrive",
+            argument("receipt_id"),
+            click.Option(["--reason"], help="default: purchase order cancelled"),
+        ),
+        event_command(
+            "po-received",
+            "units of the purchase order arrived and are on hand; the rest stays open",
+            argument("receipt_id"),
+            click.Option(
+                ["--quantity"], type=int, help="units received (default: all still to come)"
+            ),
+        ),
+        event_command(
+            "po-close",
+            "no more of the purchase order will come (closed short): orders promised the rest"
+            " wait again",
+            argument("receipt_id"),
+            click.Option(["--reason"], help="default: purchase order closed short"),
+        ),
+        event_command(
+            "location",
+            "define a store or warehouse (the whole definition)",
+            argument("location_id"),
+            click.Option(["--rank"], type=int, help="serving order (default 0)"),
+            flag("--pickup", help="orders can be collected here"),
+        ),
+        event_command(
+            "product",
+            "define a product's backorder switches (the whole definition)",
+            argument("sku"),
+            switched_off("--not-backorderable", "backorderable"),
+            switched_off("--no-future-inventory", "future_inventory"),
+            flag("--insert", help="a packing insert"),
+        ),
+        load_command(),
+        stock_command(),
+    ):
+        inventory.add_command(cmd)
+    return [inventory]

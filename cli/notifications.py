@@ -13,6 +13,9 @@ import asyncio
 import json
 from typing import Any
 
+import click
+
+from cli.app import command, flag, group
 from cli.database import database
 from cli.errors import CliError
 from config import Settings
@@ -105,7 +108,7 @@ async def retry_notices(settings: Settings, keys: list[str], every_failed: bool)
 def cmd_retry(settings: Settings, args: argparse.Namespace) -> None:
     if not args.keys and not args.failed:
         raise CliError("name the notices to retry, or --failed for every failed one")
-    requeued = asyncio.run(retry_notices(settings, args.keys, args.failed))
+    requeued = asyncio.run(retry_notices(settings, list(args.keys), args.failed))
     print(f"requeued {len(requeued)} notice{'s' if len(requeued) != 1 else ''}")
     if requeued and settings.notifications.channel == "outbox":
         print("notifications.channel is outbox: they stay in the outbox, nothing is sent")
@@ -138,23 +141,38 @@ def cmd_delivery(settings: Settings, args: argparse.Namespace) -> None:
         raise CliError(f"no notice delivery to ask: {err}") from None
 
 
-def add_notification_commands(sub: Any) -> None:
-    about = "list customer notices in the outbox, show, retry"
-    p = sub.add_parser("notifications", help=about, description=about)
-    p.add_argument("--order", help="only this order's notices")
-    p.add_argument("--status", choices=STATUSES)
-    p.add_argument("--kind", help="on_backorder, still_waiting, ftc_delay_option, ...")
-    p.add_argument("--limit", type=int, default=50, help="newest first (default 50)")
-    p.add_argument("--json", action="store_true", help="machine-readable rows")
-    p.set_defaults(run=cmd_list)
-    nsub = p.add_subparsers(dest="notifications_command", metavar="{show,retry,delivery}")
-    show = nsub.add_parser("show", help="the rendered message and how its delivery went")
-    show.add_argument("key")
-    show.set_defaults(run=cmd_show)
-    retry = nsub.add_parser("retry", help="send failed notices again")
-    retry.add_argument("keys", nargs="*", metavar="KEY")
-    retry.add_argument("--failed", action="store_true", help="every failed notice")
-    retry.set_defaults(run=cmd_retry)
-    nsub.add_parser("delivery", help="the delivery workflow's totals").set_defaults(
-        run=cmd_delivery
+def notification_commands() -> list[click.Command]:
+    """`notifications` (lists), `notifications show`, `retry` and `delivery`."""
+    notifications = group(
+        "notifications",
+        "list customer notices in the outbox, show, retry",
+        click.Option(["--order"], metavar="ORDER", help="only this order's notices"),
+        click.Option(["--status"], type=click.Choice(STATUSES)),
+        click.Option(
+            ["--kind"], metavar="KIND", help="on_backorder, still_waiting, ftc_delay_option, ..."
+        ),
+        click.Option(
+            ["--limit"], type=int, metavar="LIMIT", default=50, help="newest first (default 50)"
+        ),
+        flag("--json", help="machine-readable rows"),
+        handler=cmd_list,
     )
+    notifications.add_command(
+        command(
+            "show",
+            cmd_show,
+            "the rendered message and how its delivery went",
+            click.Argument(["key"]),
+        )
+    )
+    notifications.add_command(
+        command(
+            "retry",
+            cmd_retry,
+            "send failed notices again",
+            click.Argument(["keys"], nargs=-1, metavar="[KEY]..."),
+            flag("--failed", help="every failed notice"),
+        )
+    )
+    notifications.add_command(command("delivery", cmd_delivery, "the delivery workflow's totals"))
+    return [notifications]

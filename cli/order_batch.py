@@ -32,6 +32,7 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 from rich import box
 from rich.table import Table
 from rich.text import Text
@@ -39,6 +40,7 @@ from temporalio.client import Client, RPCTimeoutOrCancelledError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.app import flag, typed
 from cli.common import counted, file_name, read_text, run_with_client, whole_number
 from cli.errors import CliError, failure_message
 from cli.tables import progress_bar, show
@@ -197,22 +199,21 @@ def failure_text(summary: BatchSummary, all_or_nothing: bool) -> str:
     return f"{refused}; fix them and start the file again ({again})"
 
 
-def add_batch_options(start: argparse.ArgumentParser) -> None:
+def batch_options() -> list[click.Option]:
     """`order start`'s options for a JSON-lines batch."""
-    start.add_argument(
-        "--batch",
-        action="store_true",
-        help="read FILE as JSON lines, one order a line (implied by .jsonl and .ndjson)",
-    )
-    start.add_argument(
-        "--all-or-nothing",
-        action="store_true",
-        help="start nothing when any line is refused (default: start the good lines)",
-    )
-    start.add_argument(
-        "--concurrency",
-        metavar="N",
-        type=whole_number(1, 64),
-        help=f"starts in flight at a time (default {STARTS_IN_FLIGHT})",
-    )
-    start.add_argument("--json", action="store_true", help="print the batch's summary as JSON")
+    return [
+        flag(
+            "--batch",
+            help="read FILE as JSON lines, one order a line (implied by .jsonl and .ndjson)",
+        ),
+        flag(
+            "--all-or-nothing",
+            help="start nothing when any line is refused (default: start the good lines)",
+        ),
+        click.Option(
+            ["--concurrency"],
+            type=typed(whole_number(1, 64), "n"),
+            help=f"starts in flight at a time (default {STARTS_IN_FLIGHT})",
+        ),
+        flag("--json", help="print the batch's summary as JSON"),
+    ]

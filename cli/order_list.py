@@ -13,15 +13,17 @@ import asyncio
 import re
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, get_args
+from typing import get_args
 
+import click
 from pydantic import TypeAdapter, ValidationError
 from rich import box
 from rich.table import Table
 
-from cli.common import counted, site_arg, whole_number
+from cli.app import command, flag, typed
+from cli.common import counted, site_option, whole_number
 from cli.database import database
-from cli.errors import CliError, first_reason, validated
+from cli.errors import BadValue, CliError, first_reason, validated
 from cli.tables import show
 from config import Settings
 from domain.contract import Money
@@ -31,7 +33,6 @@ from workflows.messages import BackorderStatus
 
 SKUS_SHOWN = 3
 """SKUs a row names before `+N more` (`--json` lists them all)."""
-"""The console width off a terminal: wider than any row, so Rich never wraps or cuts one."""
 
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 _DURATION = re.compile(r"(\d{1,6})([hdw])")
@@ -46,9 +47,7 @@ def duration_arg(value: str) -> timedelta:
     """`12h`, `3d`, `2w`: a whole number of hours, days or weeks."""
     match = _DURATION.fullmatch(value.strip())
     if match is None:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a duration: a whole number then h, d or w (12h, 3d, 2w)"
-        )
+        raise BadValue(f"{value!r} is not a duration: a whole number then h, d or w (12h, 3d, 2w)")
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
@@ -57,16 +56,17 @@ def money_arg(value: str) -> Decimal:
     try:
         return _MONEY.validate_python(value)
     except ValidationError as err:
-        raise argparse.ArgumentTypeError(first_reason(err)) from None
+        raise BadValue(first_reason(err)) from None
 
 
 def order_filter(args: argparse.Namespace) -> OrderFilter:
-    """The filter the arguments ask for; what argparse let through is checked once more."""
+    """The filter the arguments ask for; what the parsers let through is checked once more."""
     return validated(
         OrderFilter,
         "order filter",
         statuses=tuple(args.statuses or ()),
         sku=args.sku,
+        waiting_on=args.waiting_on,
         site=args.site,
         tier=args.tier,
         older_than=args.older_than,
@@ -154,38 +154,54 @@ def page_line(page: OrderPage, wanted: OrderFilter) -> str:
     )
 
 
-def add_list_command(osub: Any) -> None:
-    """Register `order list` on the `order` subparsers."""
-    about = "list orders from the read model: filter, sort, page"
-    p = osub.add_parser("list", help=about, description=about)
-    p.add_argument(
-        "--status",
-        dest="statuses",
-        action="append",
-        choices=[status.value for status in BackorderStatus],
-        help="only orders in this status (repeatable: any of them)",
+def list_command() -> click.Command:
+    """`order list`, for the `order` group."""
+    return command(
+        "list",
+        cmd_list,
+        "list orders from the read model: filter, sort, page",
+        click.Option(
+            ["--status", "statuses"],
+            type=click.Choice([status.value for status in BackorderStatus]),
+            multiple=True,
+            help="only orders in this status (repeatable: any of them)",
+        ),
+        click.Option(["--sku"], metavar="SKU", help="only orders with a line of this SKU"),
+        click.Option(
+            ["--waiting-on"],
+            metavar="SKU",
+            help="only orders with units of this SKU still backordered (no stock assigned yet)",
+        ),
+        site_option("only orders of this site"),
+        click.Option(["--tier"], metavar="TIER", help="only orders served as this customer tier"),
+        click.Option(
+            ["--older-than"],
+            type=typed(duration_arg, "duration"),
+            help="placed longer ago: 12h, 3d, 2w",
+        ),
+        flag("--with-exception", help="only orders with an open exception"),
+        click.Option(
+            ["--value-above"],
+            type=typed(money_arg, "amount"),
+            help="order value above, e.g. 100.00",
+        ),
+        click.Option(
+            ["--sort"],
+            type=click.Choice(get_args(Sort)),
+            default="age",
+            help="age: oldest first (default); value: largest first; ties by order id",
+        ),
+        click.Option(
+            ["--limit"],
+            type=typed(whole_number(1, MAX_LIMIT), "limit"),
+            default=50,
+            help="orders a page (default 50)",
+        ),
+        click.Option(
+            ["--page"],
+            type=typed(whole_number(1, 1_000_000), "page"),
+            default=1,
+            help="1 is the first",
+        ),
+        flag("--json", help="one JSON object: total, pages, orders"),
     )
-    p.add_argument("--sku", help="only orders with a line of this SKU")
-    p.add_argument("--site", type=site_arg, help="only orders of this site")
-    p.add_argument("--tier", help="only orders served as this customer tier")
-    p.add_argument(
-        "--older-than", type=duration_arg, metavar="DURATION", help="placed longer ago: 12h, 3d, 2w"
-    )
-    p.add_argument(
-        "--with-exception", action="store_true", help="only orders with an open exception"
-    )
-    p.add_argument(
-        "--value-above", type=money_arg, metavar="AMOUNT", help="order value above, e.g. 100.00"
-    )
-    p.add_argument(
-        "--sort",
-        choices=get_args(Sort),
-        default="age",
-        help="age: oldest first (default); value: largest first; ties by order id",
-    )
-    p.add_argument(
-        "--limit", type=whole_number(1, MAX_LIMIT), default=50, help="orders a page (default 50)"
-    )
-    p.add_argument("--page", type=whole_number(1, 1_000_000), default=1, help="1 is the first")
-    p.add_argument("--json", action="store_true", help="one JSON object: total, pages, orders")
-    p.set_defaults(run=cmd_list)

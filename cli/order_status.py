@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
+from rich import box
+from rich.table import Table
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -25,9 +28,11 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
 
+from cli.app import command, flag, typed
 from cli.common import with_client, workflow_id_arg, workflow_state
 from cli.database import database
 from cli.errors import CliError, missing_as, rpc_message, timed_out
+from cli.tables import show
 from config import Settings
 from runtime.exception_queue import ExceptionFilter, QueuedException, list_exceptions
 from workflows.backorder import BackorderWorkflow
@@ -159,14 +164,15 @@ def print_status(status: OrderStatus, desc: WorkflowExecutionDescription) -> Non
 
 def print_lines_and_shipments(status: OrderStatus) -> None:
     """Where each line's units are, then each shipment's."""
-    print(
-        f"  {'line':<8} {'sku':<16} {'ordered':>8} {'released':>9} {'backord.':>9} {'cancel.':>8}"
-    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=True)
+    table.add_column("line", overflow="fold")
+    table.add_column("sku", overflow="fold")
+    for name in ("ordered", "released", "backordered", "cancelled"):
+        table.add_column(name, justify="right")
     for ln in status.lines:
-        print(
-            f"  {ln.line_id:<8} {ln.sku:<16} {ln.ordered:>8} {ln.released:>9} "
-            f"{ln.backordered:>9} {ln.cancelled:>8}"
-        )
+        figures = (ln.ordered, ln.released, ln.backordered, ln.cancelled)
+        table.add_row(ln.line_id, ln.sku, *(str(n) for n in figures))
+    show(table)
     for s in status.shipments:
         when = f" expected {s.expected_date}" if s.expected_date else ""
         units = ", ".join(f"{a.quantity} x {a.sku}" for a in s.allotments)
@@ -192,9 +198,14 @@ def print_payment_and_schedule(status: OrderStatus) -> None:
             print(f"  next {duty.kind.value}: {duty.at:%Y-%m-%d %H:%M} UTC")
 
 
-def add_status_command(osub: Any) -> None:
+def status_command() -> click.Command:
     """`order status ORDER [--json]`."""
-    status = osub.add_parser("status", help="query an order's status")
-    status.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
-    status.add_argument("--json", action="store_true", help="print the raw status JSON")
-    status.set_defaults(run=with_client(order_status))
+    return command(
+        "status",
+        with_client(order_status),
+        "query an order's status",
+        click.Argument(
+            ["order"], type=typed(workflow_id_arg, "order"), help="order id or workflow id"
+        ),
+        flag("--json", help="print the raw status JSON"),
+    )

@@ -1,6 +1,6 @@
 """`backorder order ...`: start an order's workflow and send it messages (cancel, consent,
-check, priority); `order status` is in `cli.order_status`, a JSON-lines batch of orders to
-start in `cli.order_batch`.
+check, priority); `order status` is in `cli.order_status`, `order list` in `cli.order_list`,
+a JSON-lines batch of orders to start in `cli.order_batch`.
 
 Each message is built and validated before anything is sent, even before Temporal is reached:
 a bad value is reported with its field and why.
@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import click
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import UpdateMethodMultiParam
 
+from cli.app import command, group, typed
 from cli.common import (
     counted,
     date_arg,
@@ -28,10 +30,18 @@ from cli.common import (
     workflow_id_arg,
     workflow_state,
 )
-from cli.errors import CliError, first_reason, missing_as, refused_as, validated, validation_lines
-from cli.order_batch import add_batch_options, cmd_order_batch, is_batch, single_only
-from cli.order_list import add_list_command
-from cli.order_status import add_status_command
+from cli.errors import (
+    BadValue,
+    CliError,
+    first_reason,
+    missing_as,
+    refused_as,
+    validated,
+    validation_lines,
+)
+from cli.order_batch import batch_options, cmd_order_batch, is_batch, single_only
+from cli.order_list import list_command
+from cli.order_status import status_command
 from config import Settings
 from domain.order import Order
 from domain.order_book import CancelLine
@@ -90,20 +100,16 @@ def cancel_line_arg(value: str) -> CancelLine:
     """`L1` (all of line L1 not shipped yet) or `L1:2` (two units of it)."""
     line_id, colon, quantity = value.partition(":")
     if not line_id:
-        raise argparse.ArgumentTypeError(
+        raise BadValue(
             f"{value!r}: no line id (expected LINE or LINE:QUANTITY, QUANTITY a whole number "
             "above 0)"
         )
     if colon and not (quantity.isascii() and quantity.isdigit() and int(quantity) > 0):
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: the quantity of line {line_id} must be a whole number above 0"
-        )
+        raise BadValue(f"{value!r}: the quantity of line {line_id} must be a whole number above 0")
     try:
         return CancelLine(line_id=line_id, quantity=int(quantity) if colon else None)
     except ValidationError as err:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: not a valid line id: {first_reason(err)}"
-        ) from None
+        raise BadValue(f"{value!r}: not a valid line id: {first_reason(err)}") from None
 
 
 async def running_handle(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
@@ -193,50 +199,104 @@ def cmd_order_priority(settings: Settings, args: argparse.Namespace) -> None:
     print(f"{args.order} is served as {result.tier} from now on (was {result.previous_tier})")
 
 
-def add_order_commands(sub: Any) -> None:
-    """`order start|status|cancel|consent|check|priority`."""
-    order = sub.add_parser("order", help="start, inspect and cancel order workflows")
-    osub = order.add_subparsers(dest="order_command", required=True)
-    start = osub.add_parser(
-        "start",
-        help="start the workflow for an order JSON file, or one per line of a JSON-lines file"
-        " (- = stdin)",
-        description="Start the workflow for the order in FILE (- = stdin). A .jsonl or .ndjson "
-        "file, or --batch, holds one order a line (blank lines and # comments skipped): every "
-        "line is checked first, bad lines are named with their number and not started, good "
-        "lines are started, a few at a time, with a progress bar on a terminal "
-        "(--all-or-nothing: nothing is started if any line is bad). An order already started "
-        "is reported as such, never started twice, so starting a batch again is safe. Exit 0 "
-        "when every order of the batch has its workflow.",
+def user_file() -> click.Path:
+    """`type=` of a file the user names (`-`: standard input). Only its name is taken here:
+    `read_text` reads it, and a file it cannot read is the command's failure (exit 1)."""
+    return click.Path(path_type=Path, allow_dash=True, readable=False)
+
+
+def order_argument() -> click.Argument:
+    """The ORDER a message goes to: an order id or its workflow id (the workflow id)."""
+    return click.Argument(
+        ["order"], type=typed(workflow_id_arg, "order"), help="order id or workflow id"
     )
-    start.add_argument("file", metavar="FILE", type=Path)
-    add_batch_options(start)
-    start.set_defaults(run=cmd_order_start)
-    add_status_command(osub)
-    add_list_command(osub)
-    cancel = osub.add_parser("cancel", help="cancel the order, or some of its lines")
-    cancel.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
-    cancel.add_argument(
-        "--line",
-        type=cancel_line_arg,
-        action="append",
-        default=[],
-        help="LINE or LINE:QUANTITY to cancel (repeatable; none: the whole order)",
+
+
+def order_commands() -> list[click.Command]:
+    """`order start|status|list|cancel|consent|check|priority`."""
+    order = group("order", "start, inspect and cancel order workflows")
+    order.add_command(
+        command(
+            "start",
+            cmd_order_start,
+            "Start the workflow for the order in FILE (- = stdin). A .jsonl or .ndjson file, or "
+            "--batch, holds one order a line (blank lines and # comments skipped): every line is "
+            "checked first, bad lines are named with their number and not started, good lines "
+            "are started, a few at a time, with a progress bar on a terminal (--all-or-nothing: "
+            "nothing is started if any line is bad). An order already started is reported as "
+            "such, never started twice, so starting a batch again is safe. Exit 0 when every "
+            "order of the batch has its workflow.",
+            click.Argument(
+                ["file"],
+                type=user_file(),
+                help="an order JSON file, or a JSON-lines file of orders (- = stdin)",
+            ),
+            *batch_options(),
+            short_help="start the workflow for an order JSON file, or one per line of a "
+            "JSON-lines file (- = stdin)",
+        )
     )
-    cancel.add_argument("--reason", default="customer request")
-    cancel.add_argument("--by", default="customer-service", help="who asks (for the log)")
-    cancel.set_defaults(run=cmd_order_cancel)
-    consent = osub.add_parser("consent", help="the customer accepts the shipping delay (FTC)")
-    consent.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
-    consent.add_argument("--until", type=date_arg, help="YYYY-MM-DD (default: offered)")
-    consent.add_argument("--channel", default="customer-service")
-    consent.set_defaults(run=cmd_order_consent)
-    check = osub.add_parser("check", help="ask the allocator to look at the order again")
-    check.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
-    check.add_argument("--reason", default="operator request")
-    check.set_defaults(run=cmd_order_check)
-    priority = osub.add_parser("priority", help="serve the order as another customer tier")
-    priority.add_argument("order", type=workflow_id_arg, help="order id or workflow id")
-    priority.add_argument("tier", help="e.g. vip")
-    priority.add_argument("--reason", default="customer service")
-    priority.set_defaults(run=cmd_order_priority)
+    order.add_command(status_command())
+    order.add_command(list_command())
+    order.add_command(
+        command(
+            "cancel",
+            cmd_order_cancel,
+            "cancel the order, or some of its lines",
+            order_argument(),
+            click.Option(
+                ["--line"],
+                type=typed(cancel_line_arg, "line"),
+                multiple=True,
+                help="LINE or LINE:QUANTITY to cancel (repeatable; none: the whole order)",
+            ),
+            click.Option(
+                ["--reason"], metavar="REASON", default="customer request", show_default=True
+            ),
+            click.Option(
+                ["--by"],
+                metavar="BY",
+                default="customer-service",
+                show_default=True,
+                help="who asks (for the log)",
+            ),
+        )
+    )
+    order.add_command(
+        command(
+            "consent",
+            cmd_order_consent,
+            "the customer accepts the shipping delay (FTC)",
+            order_argument(),
+            click.Option(
+                ["--until"], type=typed(date_arg, "date"), help="YYYY-MM-DD (default: offered)"
+            ),
+            click.Option(
+                ["--channel"], metavar="CHANNEL", default="customer-service", show_default=True
+            ),
+        )
+    )
+    order.add_command(
+        command(
+            "check",
+            cmd_order_check,
+            "ask the allocator to look at the order again",
+            order_argument(),
+            click.Option(
+                ["--reason"], metavar="REASON", default="operator request", show_default=True
+            ),
+        )
+    )
+    order.add_command(
+        command(
+            "priority",
+            cmd_order_priority,
+            "serve the order as another customer tier",
+            order_argument(),
+            click.Argument(["tier"], help="e.g. vip"),
+            click.Option(
+                ["--reason"], metavar="REASON", default="customer service", show_default=True
+            ),
+        )
+    )
+    return [order]

@@ -20,14 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
+import click
 from pydantic import TypeAdapter, ValidationError
 
-from cli.common import order_id_arg
-from cli.errors import CliError, first_reason, invalid, validated
-from cli.orders import read_order
+from cli.app import command, group, one_of, typed
+from cli.common import order_id_arg, whole_number
+from cli.errors import BadValue, CliError, first_reason, invalid, validated
+from cli.orders import read_order, user_file
 from config import Settings
 from db.migrate import migrate
 from domain.contract import Currency, Money, minor_units_problem
@@ -91,9 +91,9 @@ def amount_arg(value: str) -> Decimal:
     try:
         amount = MONEY.validate_python(value)
     except ValidationError as err:
-        raise argparse.ArgumentTypeError(f"{value!r}: {first_reason(err)}") from None
+        raise BadValue(f"{value!r}: {first_reason(err)}") from None
     if amount <= 0:
-        raise argparse.ArgumentTypeError(f"{value!r}: nothing to authorise")
+        raise BadValue(f"{value!r}: nothing to authorise")
     return amount
 
 
@@ -102,7 +102,7 @@ def currency_arg(value: str) -> str:
     try:
         return CURRENCY.validate_python(value)
     except ValidationError as err:
-        raise argparse.ArgumentTypeError(f"{value!r}: {first_reason(err)}") from None
+        raise BadValue(f"{value!r}: {first_reason(err)}") from None
 
 
 def charge_for_order(order: Order) -> Charge:
@@ -212,6 +212,9 @@ def paid_order(order: Order, payment: OrderPayment) -> Order:
 def cmd_authorise(settings: Settings, args: argparse.Namespace) -> None:
     """Everything is checked before the gateway is asked: a bad input authorises nothing.
     The JSON goes to stdout (to redirect into a file), what happened to stderr."""
+    one_of(args, "order", "amount")
+    if args.order is None and args.amount is None:
+        raise click.UsageError("--order FILE.json or --amount is required")
     if args.order is not None and (args.currency or args.order_id):
         raise CliError("--currency and --order-id go with --amount; --order takes the order's")
     order = read_order(args.order) if args.order is not None else None
@@ -227,31 +230,57 @@ def cmd_authorise(settings: Settings, args: argparse.Namespace) -> None:
     print(paid.model_dump_json(exclude_unset=True, indent=2))
 
 
-def add_payment_commands(sub: Any) -> None:
-    about = "the payment gateway: serve the sandbox, authorise a checkout"
-    p = sub.add_parser("payments", help=about, description=about)
-    psub = p.add_subparsers(dest="payments_command", required=True)
-    sandbox = psub.add_parser(
-        "sandbox", help="serve the sandbox gateway (books in the settings' PostgreSQL)"
+def payment_commands() -> list[click.Command]:
+    """`payments sandbox` and `payments authorise`."""
+    payments = group("payments", "the payment gateway: serve the sandbox, authorise a checkout")
+    payments.add_command(
+        command(
+            "sandbox",
+            cmd_sandbox,
+            "serve the sandbox gateway (books in the settings' PostgreSQL)",
+            click.Option(
+                ["--host"],
+                metavar="HOST",
+                default="127.0.0.1",
+                show_default=True,
+                help="address to listen on",
+            ),
+            click.Option(
+                ["--port"],
+                type=typed(whole_number(1, 65535), "port"),
+                help="default: dev.payments_port (8470)",
+            ),
+        )
     )
-    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    sandbox.add_argument("--port", type=int, help="default: dev.payments_port (8470)")
-    sandbox.set_defaults(run=cmd_sandbox)
-
-    auth = psub.add_parser(
-        "authorise",
-        help="authorise a checkout at the configured gateway; print the order's payment",
-        description="Authorise at the configured gateway (payments.gateway) as a checkout "
-        "does, under the key checkout/<order id> (again: the same authorisation). With "
-        "--order, print the order with its payment; with --amount, the payment object.",
+    payments.add_command(
+        command(
+            "authorise",
+            cmd_authorise,
+            "Authorise at the configured gateway (payments.gateway) as a checkout does, under "
+            "the key checkout/<order id> (again: the same authorisation). With --order, print "
+            "the order with its payment; with --amount, the payment object.",
+            click.Option(
+                ["--order"],
+                type=user_file(),
+                metavar="FILE.json",
+                help="an order (- = stdin): its whole value",
+            ),
+            click.Option(
+                ["--amount"],
+                type=typed(amount_arg, "amount"),
+                help='an amount such as "50.00" (with --currency, --order-id)',
+            ),
+            click.Option(
+                ["--currency"],
+                type=typed(currency_arg, "currency"),
+                help="ISO 4217 code of --amount, e.g. USD",
+            ),
+            click.Option(
+                ["--order-id"],
+                type=typed(order_id_arg, "order_id"),
+                help="the order --amount pays for",
+            ),
+            short_help="authorise a checkout at the configured gateway; print the order's payment",
+        )
     )
-    what = auth.add_mutually_exclusive_group(required=True)
-    what.add_argument(
-        "--order", type=Path, metavar="FILE.json", help="an order (- = stdin): its whole value"
-    )
-    what.add_argument(
-        "--amount", type=amount_arg, help='an amount such as "50.00" (with --currency, --order-id)'
-    )
-    auth.add_argument("--currency", type=currency_arg, help="ISO 4217 code of --amount, e.g. USD")
-    auth.add_argument("--order-id", type=order_id_arg, help="the order --amount pays for")
-    auth.set_defaults(run=cmd_authorise)
+    return [payments]

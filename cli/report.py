@@ -18,12 +18,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from cli.common import date_arg, site_arg, site_of, whole_number
+from cli.app import command, flag, one_of, typed
+from cli.common import date_arg, site_of, site_option, whole_number
 from cli.database import database
 from cli.errors import CliError, validated
 from cli.tables import show
@@ -95,6 +97,7 @@ async def fetch(settings: Settings, wanted: ReportRequest) -> Report:
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
     """The report as tables, JSON or a page."""
+    one_of(args, "json", "html")
     wanted = request(settings, args, datetime.now(UTC).date())
     report = asyncio.run(fetch(settings, wanted))
     if args.json:
@@ -171,33 +174,35 @@ def sku_part(report: Report) -> Group:
     return Group(Text("per sku (the orders in which it waited)"), table)
 
 
-def add_report_command(sub: Any) -> None:
-    """Register `report`."""
+def report_commands() -> list[click.Command]:
+    """`report`."""
     about = "backorder KPIs from the read model, against the targets: tables, JSON or a page"
-    p = sub.add_parser("report", help=about, description=about)
-    p.add_argument("--since", type=date_arg, metavar="DATE", help="first day (UTC), YYYY-MM-DD")
-    p.add_argument("--until", type=date_arg, metavar="DATE", help="last day (default: today)")
-    p.add_argument(
-        "--days",
-        type=whole_number(1, MAX_DAYS),
-        metavar="N",
-        help=f"that many days, up to --until or from --since (default {DEFAULT_DAYS})",
+    report = command(
+        "report",
+        cmd_report,
+        about,
+        click.Option(["--since"], type=typed(date_arg, "date"), help="first day (UTC), YYYY-MM-DD"),
+        click.Option(["--until"], type=typed(date_arg, "date"), help="last day (default: today)"),
+        click.Option(
+            ["--days"],
+            type=typed(whole_number(1, MAX_DAYS), "n"),
+            help=f"that many days, up to --until or from --since (default {DEFAULT_DAYS})",
+        ),
+        site_option("the site (default: the settings' site)"),
+        flag("--by-sku", help="the same KPIs per sku"),
+        click.Option(
+            ["--orders-placed"],
+            type=typed(whole_number(1, 10**12), "n"),
+            help="the site's orders in the period as the order system counts them: the backorder "
+            "rate's denominator (default: the orders this service accepted)",
+        ),
+        flag("--json", help="the whole report as one JSON object (not with --html)"),
+        click.Option(
+            ["--html"],
+            type=click.Path(path_type=Path),
+            metavar="FILE",
+            help="write one self-contained HTML page with charts (no network needed to view it)",
+        ),
+        short_help=about,
     )
-    p.add_argument("--site", type=site_arg, help="the site (default: the settings' site)")
-    p.add_argument("--by-sku", action="store_true", help="the same KPIs per sku")
-    p.add_argument(
-        "--orders-placed",
-        type=whole_number(1, 10**12),
-        metavar="N",
-        help="the site's orders in the period as the order system counts them: the backorder "
-        "rate's denominator (default: the orders this service accepted)",
-    )
-    output = p.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="the whole report as one JSON object")
-    output.add_argument(
-        "--html",
-        type=Path,
-        metavar="FILE",
-        help="write one self-contained HTML page with charts (no network needed to view it)",
-    )
-    p.set_defaults(run=cmd_report)
+    return [report]

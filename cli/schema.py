@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import click
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from activities.contracts import AllocationCheck
+from cli.app import command, flag
 from cli.errors import CliError
 from domain.contract import DAY_SCHEMA, INSTANT_SCHEMA
 from domain.inventory import InventoryBatch, InventoryEvent
@@ -306,6 +308,7 @@ def _write_all(directory: Path) -> Iterable[Path]:
 
 def cmd_schema(settings: Any, args: argparse.Namespace) -> None:
     """Print one schema or the list, or write them all (no settings needed)."""
+    what_to_print(args)
     if args.list:
         for name, payload in PAYLOADS.items():
             print(f"{name:24} {payload.role}")
@@ -319,13 +322,39 @@ def cmd_schema(settings: Any, args: argparse.Namespace) -> None:
         print(json.dumps(public_schema(args.name), indent=2))
 
 
-def add_schema_command(sub: Any) -> None:
-    about = "print the JSON Schema (Draft 2020-12) of a public payload"
-    p = sub.add_parser("schema", help=about, description=about)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument(
-        "name", nargs="?", choices=[*PAYLOADS, *ALIASES], metavar="NAME", help="see --list"
-    )
-    what.add_argument("--list", action="store_true", help="name every payload and its message")
-    what.add_argument("--all", metavar="DIR", type=Path, help="write DIR/NAME.schema.json for each")
-    p.set_defaults(run=cmd_schema)
+def what_to_print(args: argparse.Namespace) -> None:
+    """Exactly one of NAME, --list and --all: a usage error otherwise (exit 2)."""
+    given = [
+        shown
+        for shown, value in (("NAME", args.name), ("--list", args.list), ("--all", args.all))
+        if value not in (None, False)
+    ]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} cannot be given together")
+    if not given:
+        raise click.UsageError("give NAME, --list or --all")
+
+
+def schema_commands() -> list[click.Command]:
+    """`schema NAME`, `schema --list`, `schema --all DIR`."""
+    return [
+        command(
+            "schema",
+            cmd_schema,
+            "print the JSON Schema (Draft 2020-12) of a public payload",
+            click.Argument(
+                ["name"],
+                required=False,
+                type=click.Choice([*PAYLOADS, *ALIASES]),
+                metavar="[NAME]",
+                help="see --list",
+            ),
+            flag("--list", help="name every payload and its message"),
+            click.Option(
+                ["--all"],
+                type=click.Path(path_type=Path),
+                metavar="DIR",
+                help="write DIR/NAME.schema.json for each",
+            ),
+        )
+    ]

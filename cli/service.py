@@ -7,10 +7,11 @@ import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
+import click
 from temporalio.client import Client
 
+from cli.app import command, group, typed
 from cli.common import whole_number, with_client
 from cli.errors import CliError
 from config import Settings
@@ -58,30 +59,39 @@ async def setup_temporal(client: Client, settings: Settings, args: argparse.Name
     )
 
 
-def add_dev_command(sub: Any) -> None:
-    """`dev`; its port and directory flags are settings (`starter.flag_overrides`)."""
-    dev = sub.add_parser("dev", help="run Temporal, PostgreSQL and the worker locally")
-    dev.add_argument("--data-dir", type=Path, help="state directory (default .backorder)")
-    dev.add_argument("--temporal-port", type=int)
-    dev.add_argument("--ui-port", type=int)
-    dev.add_argument("--postgres-port", type=int)
-    dev.add_argument("--payments-port", type=int, help="the sandbox payment gateway's port")
-    dev.set_defaults(run=cmd_dev)
-
-
-def add_maintenance_commands(sub: Any) -> None:
-    """`db migrate` and `setup temporal`."""
-    db = sub.add_parser("db", help="database maintenance")
-    dsub = db.add_subparsers(dest="db_command", required=True)
-    dsub.add_parser("migrate", help="apply schema migrations").set_defaults(run=cmd_migrate)
-
-    setup = sub.add_parser("setup", help="prepare a self-hosted Temporal cluster")
-    ssub = setup.add_subparsers(dest="setup_command", required=True)
-    temporal = ssub.add_parser("temporal", help="create the namespace and search attributes")
-    temporal.add_argument(
-        "--retention-days",
-        type=whole_number(1, MAX_RETENTION_DAYS),
-        default=30,
-        help="closed-workflow retention",
+def service_commands() -> list[click.Command]:
+    """`dev` (its port and directory flags are settings: `cli.app.settings_for`), `db migrate`
+    and `setup temporal`."""
+    port = click.INT  # the settings check the range (dev.*), as from any other source
+    dev = command(
+        "dev",
+        cmd_dev,
+        "run Temporal, PostgreSQL and the worker locally",
+        click.Option(
+            ["--data-dir"],
+            type=click.Path(path_type=Path),
+            help="state directory (default .backorder)",
+        ),
+        click.Option(["--temporal-port"], type=port, help="the Temporal dev server's port"),
+        click.Option(["--ui-port"], type=port, help="the Temporal Web UI's port"),
+        click.Option(["--postgres-port"], type=port, help="the embedded PostgreSQL's port"),
+        click.Option(["--payments-port"], type=port, help="the sandbox payment gateway's port"),
     )
-    temporal.set_defaults(run=with_client(setup_temporal))
+    db = group("db", "database maintenance")
+    db.add_command(command("migrate", cmd_migrate, "apply schema migrations"))
+    setup = group("setup", "prepare a self-hosted Temporal cluster")
+    setup.add_command(
+        command(
+            "temporal",
+            with_client(setup_temporal),
+            "create the namespace and search attributes",
+            click.Option(
+                ["--retention-days"],
+                type=typed(whole_number(1, MAX_RETENTION_DAYS), "days"),
+                default=30,
+                show_default=True,
+                help="closed-workflow retention",
+            ),
+        )
+    )
+    return [dev, db, setup]

@@ -1,6 +1,6 @@
 """`backorder inventory stock`: what an operator checks before calling a supplier.
 
-backorder inventory stock [--sku SKU]... [--location LOC]... [--site S] [--json]
+backorder inventory stock [--sku SKU]... [--location LOC]... [--site SITE] [--json]
 
 Stock per sku and location (on hand, reserved, free), the backordered demand waiting for each
 sku, and the open purchase orders still to come, from the ledger in PostgreSQL
@@ -19,17 +19,18 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import Any
 
+import click
 from pydantic import TypeAdapter, ValidationError
 from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from cli.common import counted, site_arg
+from cli.app import command, flag, typed
+from cli.common import counted, site_option
 from cli.database import database
-from cli.errors import CliError, first_reason, validated
+from cli.errors import BadValue, CliError, first_reason, validated
 from cli.tables import show
 from config import Settings
 from domain.contract import Identifier
@@ -54,7 +55,7 @@ def name_arg(value: str) -> str:
     try:
         return NAME.validate_python(value)
     except ValidationError as err:
-        raise argparse.ArgumentTypeError(f"{value!r}: {first_reason(err)}") from None
+        raise BadValue(f"{value!r}: {first_reason(err)}") from None
 
 
 def stock_filter(args: argparse.Namespace) -> StockFilter:
@@ -201,31 +202,26 @@ def receipt_status(row: IncomingRow) -> str:
     return f"{row.status}, {row.received} of {row.received + row.to_come} received"
 
 
-def add_stock_command(isub: Any) -> None:
-    """Register `inventory stock` on the `inventory` subparsers."""
+def stock_command() -> click.Command:
+    """`inventory stock`."""
     about = "stock, backordered demand and incoming purchase orders, from the ledger"
-    p = isub.add_parser("stock", help=about, description=about)
-    p.add_argument(
-        "--sku",
-        dest="skus",
-        action="append",
-        type=name_arg,
-        metavar="SKU",
-        help="only this sku (repeat for several)",
+    return command(
+        "stock",
+        cmd_stock,
+        about,
+        click.Option(
+            ["--sku", "skus"],
+            type=typed(name_arg, "sku"),
+            multiple=True,
+            help="only this sku (repeat for several)",
+        ),
+        click.Option(
+            ["--location", "locations"],
+            type=typed(name_arg, "loc"),
+            multiple=True,
+            help="only stock and purchase orders at this location (repeat for several)",
+        ),
+        site_option("only this site's demand (stock and purchase orders serve every site)"),
+        flag("--json", help="one JSON object: stock, incoming, demand"),
+        short_help=about,
     )
-    p.add_argument(
-        "--location",
-        dest="locations",
-        action="append",
-        type=name_arg,
-        metavar="LOC",
-        help="only stock and purchase orders at this location (repeat for several)",
-    )
-    p.add_argument(
-        "--site",
-        type=site_arg,
-        metavar="S",
-        help="only this site's demand (stock and purchase orders serve every site)",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object: stock, incoming, demand")
-    p.set_defaults(run=cmd_stock)

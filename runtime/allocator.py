@@ -152,9 +152,17 @@ async def _update(
     update_id: str,
 ) -> T:
     """The update, starting the allocator if it is not running."""
-    return await client.execute_update_with_start_workflow(
-        update, arg, id=update_id, start_workflow_operation=_start_operation(settings, site)
-    )
+    start = _start_operation(settings, site)
+    try:
+        return await client.execute_update_with_start_workflow(
+            update, arg, id=update_id, start_workflow_operation=start
+        )
+    finally:
+        # the start's own outcome is set on a future of its own: collect it, or a call cut
+        # short (a CLI giving up) leaves asyncio to print "exception was never retrieved"
+        outcome = start._workflow_handle  # the SDK's future behind workflow_handle()
+        if outcome.done() and not outcome.cancelled():
+            outcome.exception()
 
 
 async def send_inventory(

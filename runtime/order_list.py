@@ -34,6 +34,9 @@ class OrderFilter(BaseModel):
     """Any of these statuses (none: every status)."""
     sku: str | None = None
     """The order has a line of this SKU."""
+    waiting_on: str | None = None
+    """The order has units of this SKU still backordered (open demand: no stock assigned yet,
+    not even from a purchase order)."""
     site: str | None = None
     tier: str | None = None
     """The tier the order is served as now."""
@@ -99,6 +102,9 @@ def in_minor_units(value: Decimal, currency: str) -> Decimal:
 _CONDITIONS: dict[str, sql.SQL] = {
     "statuses": sql.SQL("o.status = ANY(%(statuses)s)"),
     "sku": sql.SQL("%(sku)s = ANY(o.skus)"),
+    "waiting_on": sql.SQL(
+        "EXISTS (SELECT 1 FROM demand d WHERE d.order_id = o.order_id AND d.sku = %(waiting_on)s)"
+    ),
     "site": sql.SQL("o.site = %(site)s"),
     "tier": sql.SQL("o.customer_tier = %(tier)s"),
     "older_than": sql.SQL("o.placed_at < now() - %(older_than)s"),
@@ -152,7 +158,9 @@ def _query(wanted: OrderFilter) -> sql.Composed:
 def _params(wanted: OrderFilter) -> dict[str, Any]:
     """Every value the statement may name; psycopg sends them apart from the SQL."""
     return {
-        **wanted.model_dump(include={"sku", "site", "tier", "older_than", "value_above"}),
+        **wanted.model_dump(
+            include={"sku", "waiting_on", "site", "tier", "older_than", "value_above"}
+        ),
         "statuses": [status.value for status in wanted.statuses],
         "limit": wanted.limit,
         "offset": (wanted.page - 1) * wanted.limit,

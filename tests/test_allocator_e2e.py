@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -35,6 +35,7 @@ from domain.order_book import ShipmentStatus
 from runtime import allocator
 from runtime.sweep import ensure_sweep_schedules, schedule_id
 from tests.order_life import make_order
+from tests.polling import eventually
 from worker import build_worker
 from workflows import search_attributes as sa
 from workflows.allocator import AllocatorWorkflow
@@ -43,7 +44,6 @@ from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus, BackorderSummary, CancelRequest, OrderStatus
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
 
 
@@ -63,20 +63,6 @@ async def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         cur = await conn.execute(sql.encode(), params or None)
         return list(await cur.fetchall())
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float = 60
-) -> T:
-    """Poll `probe` until `ok` holds; fail with the last value after `seconds`."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still not there after {seconds}s: {value!r}")
-        await asyncio.sleep(0.2)
 
 
 class Shop:

@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+import cli.allocator
 import cli.common
 import cli.order_status
 import starter
@@ -48,13 +49,10 @@ Cli = Callable[..., tuple[int, str, str]]
 
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """`starter.main(argv)`: (exit code, stdout, stderr); argparse's exit counts as a code."""
+    """`starter.main(argv)`: (exit code, stdout, stderr); it never exits the process itself."""
 
     def run(*argv: str) -> tuple[int, str, str]:
-        try:
-            code = starter.main(list(argv))
-        except SystemExit as exit:
-            code = exit.code if isinstance(exit.code, int) else 2
+        code = starter.main(list(argv))
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -194,7 +192,7 @@ def test_a_bad_cancel_line_names_the_line_and_what_quantity_it_takes(
 ) -> None:
     code, out, err = run_cli("order", "cancel", "A-1", f"--line={line}")
     assert code == 2
-    assert_clean(out, err, f"argument --line: {expected}")
+    assert_clean(out, err, f"Invalid value for '--line': {expected}")
 
 
 # -- order status of a workflow that has no status ------------------------------------------------
@@ -210,6 +208,33 @@ def on_dev_server(
     )
     monkeypatch.setenv("BACKORDER_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
     monkeypatch.setattr(cli.order_status, "QUERY_TIMEOUT", dt.timedelta(seconds=1))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("argv", "then"),
+    [
+        (["inventory", "receipt", "KTP", "DC", "1", "--id", "r-1"], "sending them again"),
+        (["check", "--sku", "KTP"], "asking again is safe"),
+    ],
+)
+async def test_an_allocator_nobody_serves_is_a_message_not_a_hang(
+    argv: list[str],
+    then: str,
+    run_cli: Cli,
+    on_dev_server: None,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No worker polls the site's task queue: the command gives up after its patience and
+    says where the allocator should have been served, and that trying again is safe."""
+    monkeypatch.setattr(cli.allocator, "ANSWER_WITHIN", 2.0)
+    site = f"nobody-{uuid.uuid4().hex[:6]}"
+    code, out, err = await asyncio.to_thread(run_cli, *argv, "--site", site)
+    assert code == 1, (out, err)
+    assert f"allocator-{site} did not answer within 2s" in err
+    assert f"is a worker polling task queue {settings.temporal.task_queue}?" in err
+    assert then in err and "Traceback" not in err
 
 
 @pytest.mark.e2e
@@ -282,21 +307,21 @@ X = f"NOPE-{uuid.uuid4().hex[:8]}"
 """An order no workflow was started for."""
 
 BAD_INPUT: list[tuple[str, int, str]] = [
-    # argparse's usage error (exit 2), saying why
+    # Click's usage error (exit 2): the option and why
     (f"order consent {X} --until 2026-13-01", 2, "'2026-13-01' is not a date YYYY-MM-DD (month"),
-    (f"order consent {X} --until 1/12/2026", 2, "--until: '1/12/2026' is not a date YYYY-MM-DD"),
+    (f"order consent {X} --until 1/12/2026", 2, "'--until': '1/12/2026' is not a date YYYY-MM-DD"),
     ("inventory po P-1 KTP DC 5 --date 2026-02-30", 2, "(day is out of range for month)"),
-    ("inventory location DC --rank x", 2, "argument --rank: invalid int value: 'x'"),
-    ("inventory receipt KTP DC many", 2, "argument QUANTITY: invalid int value: 'many'"),
+    ("inventory location DC --rank x", 2, "'--rank': 'x' is not a valid integer"),
+    ("inventory receipt KTP DC many", 2, "'QUANTITY': 'many' is not a valid integer"),
     ("inventory load f.jsonl --chunk-size 0", 2, "'0': must be a whole number 1..1000"),
     ("inventory load f.jsonl --chunk-size x", 2, "'x': must be a whole number 1..1000"),
     ("setup temporal --retention-days 99999999999", 2, "must be a whole number 1..36500"),
-    ("order status ''", 2, f"argument order: '' is not an order id: {AT_LEAST_1}"),
+    ("order status ''", 2, f"'ORDER': '' is not an order id: {AT_LEAST_1}"),
     ("order status backorder-", 2, f"'backorder-' is not an order id: {AT_LEAST_1}"),
     ("check --order ' A-1'", 2, "' A-1' is not an order id: String should match pattern"),
-    ("order frobnicate", 2, "argument order_command: invalid choice: 'frobnicate'"),
-    ("frobnicate", 2, "argument command: invalid choice: 'frobnicate'"),
-    ("allocator status --site a/b", 2, "--site: 'a/b': letters, digits, _ . - only"),
+    ("order frobnicate", 2, "No such command 'frobnicate'"),
+    ("frobnicate", 2, "No such command 'frobnicate'"),
+    ("allocator status --site a/b", 2, "'--site': 'a/b': letters, digits, _ . - only"),
     (f"order cancel {X} --line L2:0", 2, QUANTITY),
     # the command's own message (exit 1)
     ("inventory receipt '' DC 1", 1, f"not a valid receipt event:\n  sku: {AT_LEAST_1}"),

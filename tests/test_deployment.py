@@ -211,8 +211,8 @@ def test_the_sandbox_service_runs_a_command_the_cli_has() -> None:
 
     entry = COMPOSE_RAW["services"]["payments-sandbox"]["entrypoint"]
     assert entry[0] == "backorder"
-    args = starter.parser().parse_args(entry[1:])
-    assert callable(args.run) and (args.host, args.port) == ("0.0.0.0", 8470)
+    parsed = starter.parse(entry[1:])
+    assert callable(parsed.handler) and (parsed.args.host, parsed.args.port) == ("0.0.0.0", 8470)
 
 
 def test_setup_runs_commands_the_cli_has() -> None:
@@ -220,8 +220,7 @@ def test_setup_runs_commands_the_cli_has() -> None:
 
     entry = " ".join(COMPOSE_RAW["services"]["backorder-setup"]["entrypoint"])
     for command in re.findall(r"backorder ([a-z]+ [a-z]+)", entry):
-        args = starter.parser().parse_args(command.split())
-        assert callable(args.run), command
+        assert callable(starter.parse(command.split()).handler), command
 
 
 def test_temporal_schema_script_and_dynamic_config_exist() -> None:

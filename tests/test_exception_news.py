@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -39,6 +39,7 @@ from runtime.exception_news import ExceptionNews, read_open_exceptions
 from runtime.temporal_setup import register_search_attributes
 from tests.checkout import checked_out
 from tests.order_life import make_order
+from tests.polling import eventually
 from worker import build_worker, check_search_attributes
 from workflows import search_attributes as sa
 from workflows.backorder import BackorderWorkflow
@@ -47,17 +48,6 @@ from workflows.messages import BackorderStatus, ExceptionBrief, OpenExceptions
 from workflows.order_views import current_details, waiting_book
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
-
-
-async def eventually(read: Callable[[], Awaitable[T]], ok: Callable[[T], bool]) -> T:
-    """`read()` until `ok` (visibility and signals take a moment), at most 20 s."""
-    for _ in range(200):
-        value = await read()
-        if ok(value):
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never ok: {value!r}")
 
 
 async def open_count(client: Client, workflow_id: str) -> int | None:
@@ -223,7 +213,13 @@ async def test_a_step_that_keeps_failing_is_raised_once_then_resolved_when_it_su
     dev_env: WorkflowEnvironment, pg_pool: AsyncConnectionPool, pg_dsn: str
 ) -> None:
     order_id = f"STUCK-{uuid.uuid4().hex[:6]}"
-    news = ExceptionNews(dev_env.client, pg_pool)
+    real = ExceptionNews(dev_env.client, pg_pool)
+    told: list[list[str]] = []
+
+    async def news(order_ids: Iterable[str]) -> None:
+        told.append(list(order_ids))
+        await real(order_ids)
+
     watch = StuckSteps(pg_pool, news, after=timedelta(0), at_attempt=2)
     queue_name = f"tq-{uuid.uuid4().hex[:8]}"
     async with Worker(
@@ -252,6 +248,7 @@ async def test_a_step_that_keeps_failing_is_raised_once_then_resolved_when_it_su
     assert "step flaky_capture has been failing since" in detail
     assert resolution == f"flaky_capture succeeded at attempt {FAILURES_BEFORE_SUCCESS + 1}"
     assert still_open.open == 0
+    assert told == [[order_id], [order_id]]  # raised once (attempts 2-4), resolved once
 
 
 async def test_steps_of_other_workflows_and_early_attempts_are_not_watched(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -21,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 import cli.allocator
+import cli.app
 import cli.common
 import cli.inventory
 import starter
@@ -56,7 +58,8 @@ from runtime.inventory_file import (
     read_events,
     summarise,
 )
-from tests.test_allocator_e2e import eventually, released, rows, shop
+from tests.polling import eventually
+from tests.test_allocator_e2e import released, rows, shop
 from workflows.allocator_messages import AllocatorStatus, FeedResult, PassLog, PassOutcome
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus
@@ -253,13 +256,13 @@ def test_outcomes_come_back_to_their_lines() -> None:
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return starter.parser().parse_args(list(argv))
+    return starter.parse(argv).args
 
 
 def event_of(*argv: str) -> InventoryEvent:
-    args = parse(*argv)
-    assert args.run is cli.inventory.cmd_inventory_event
-    return cli.inventory.event_from_args(args)
+    resolved = starter.parse(argv)
+    assert resolved.handler is cli.inventory.cmd_inventory_event
+    return cli.inventory.event_from_args(resolved.args)
 
 
 def fields(event: InventoryEvent) -> dict[str, Any]:
@@ -405,7 +408,7 @@ def test_a_bad_event_id_is_a_cli_error() -> None:
         cli.inventory.event_from_args(parse("inventory", "location", "DC", "--id", " x "))
 
 
-def test_argparse_refuses_what_is_not_a_number_date_or_site() -> None:
+def test_a_usage_error_refuses_what_is_not_a_number_date_or_site() -> None:
     for argv in (
         "inventory receipt KTP DC many",
         "inventory adjust KTP DC -5",  # --reason is required
@@ -415,8 +418,71 @@ def test_argparse_refuses_what_is_not_a_number_date_or_site() -> None:
         "inventory",
         "allocator",
     ):
-        with pytest.raises(SystemExit):
+        with pytest.raises(click.UsageError):
             parse(*argv.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        ("receipt KTP DC many", "Invalid value for 'QUANTITY': 'many' is not a valid integer."),
+        ("adjust KTP DC -5", "Missing option '--reason'."),
+        ("adjust KTP DC -1.5 --reason r", "Invalid value for 'DELTA': '-1.5' is not a valid"),
+        (
+            "po PO-7 KTP DC 1 --date 1/12/2026",
+            "Invalid value for '--date': '1/12/2026' is not a date YYYY-MM-DD",
+        ),
+        (
+            "po-update PO-7 --date 2026-02-30",
+            "Invalid value for '--date': '2026-02-30' is not a date YYYY-MM-DD (day is out of"
+            " range for month)",
+        ),
+        (
+            "receipt KTP DC 1 --site no/slash",
+            "Invalid value for '--site': 'no/slash': letters, digits, _ . - only",
+        ),
+        (
+            "load f.jsonl --chunk-size 1001",
+            "Invalid value for '--chunk-size': '1001': must be a whole number 1..1000",
+        ),
+        ("location DC --rank x", "Invalid value for '--rank': 'x' is not a valid integer."),
+        ("po-cancel", "Missing argument 'RECEIPT_ID'."),
+        ("restock KTP DC 1", "No such command 'restock'."),
+        ("receipt KTP DC 1 --resaon x", "No such option '--resaon'. Did you mean '--reason'?"),
+        ("adjust KTP DC -5 --reason r -x", "No such option '-x'."),
+        ("product KTP --pickup", "No such option '--pickup'."),
+    ],
+)
+def test_a_bad_value_is_a_usage_error_naming_it(
+    capsys: pytest.CaptureFixture[str], argv: str, why: str
+) -> None:
+    assert starter.main(["inventory", *argv.split()]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("Usage: backorder inventory ")
+    assert f"\nError: {why}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        "adjust KTP DC -5 --reason r",
+        "adjust --reason r KTP DC -5",
+        "adjust KTP DC --id e-1 -5 --reason r",  # between options
+        "adjust KTP DC --reason r -- -5",
+        "adjust KTP DC --reason=r -5",
+    ],
+)
+def test_a_negative_number_is_a_value_never_an_option(argv: str) -> None:
+    args = parse("inventory", *argv.split())
+    assert (args.reason, args.delta) == ("r", -5)
+    assert {args.sku, args.location} == {"KTP", "DC"}
+
+
+def test_an_option_value_may_look_like_an_option_or_a_negative_number() -> None:
+    assert parse("inventory", "adjust", "KTP", "DC", "1", "--reason", "-x").reason == "-x"
+    assert parse("inventory", "location", "DC", "--rank", "-1").rank == -1
+    assert parse("inventory", "po-update", "PO-7", "--quantity", "-2").quantity == -2
 
 
 def test_check_and_status_arguments(settings: Settings) -> None:
@@ -429,8 +495,8 @@ def test_check_and_status_arguments(settings: Settings) -> None:
     sweep = parse("check", "--reason", "after stock take")
     assert cli.allocator.allocation_check(sweep).full
     assert cli.common.site_of(settings, sweep) == settings.site == "test"
-    status = parse("allocator", "status", "--json")
-    assert status.json and status.site is None and callable(status.run)
+    status = starter.parse(["allocator", "status", "--json"])
+    assert status.args.json and status.args.site is None and callable(status.handler)
     load = parse("inventory", "load", "-")
     assert str(load.file) == "-" and load.chunk_size == 500
 
@@ -510,7 +576,7 @@ def allocator(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Callable[.
         return None  # type: ignore[return-value]
 
     monkeypatch.setattr(cli.common, "connect_temporal", connect)
-    monkeypatch.setattr(starter, "load_settings", lambda *a, **kw: settings)
+    monkeypatch.setattr(cli.app, "load_settings", lambda *a, **kw: settings)
 
     def install(**kw: Any) -> FakeAllocator:
         fake = FakeAllocator(**kw)
@@ -712,7 +778,7 @@ def test_allocator_status_table_json_and_no_allocator_yet(
 
     monkeypatch.setattr(cli.allocator, "allocator_status", found)
     assert starter.main(["allocator", "status"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if set(ln) != {"─"}]  # no rule
     assert lines[0] == "allocator-test: 3 passes, 2 events and a check pending, batch window 2s"
     assert lines[1].split() == [
         "pass", "at", "(UTC)", "events", "rej.", "orders", "units", "notices", "deliv.", "gone",

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import cli.allocator
+import cli.app
 import cli.common
 import starter
 from config import Settings
@@ -178,7 +179,7 @@ def allocator(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeAllocator]:
         return None  # type: ignore[return-value]
 
     monkeypatch.setattr(cli.common, "connect_temporal", connect)
-    monkeypatch.setattr(starter, "load_settings", lambda *a, **kw: settings)
+    monkeypatch.setattr(cli.app, "load_settings", lambda *a, **kw: settings)
 
     def install(**kw: object) -> FakeAllocator:
         fake = FakeAllocator(**kw)  # type: ignore[arg-type]

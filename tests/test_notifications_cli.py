@@ -150,3 +150,21 @@ def test_delivery_status_says_when_nothing_is_delivered(
         "notifications.channel is outbox: notices are kept, not delivered (no delivery)\n",
         "",
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--status", "sent"], "Invalid value for '--status': 'sent' is not one of 'pending', "),
+        (["--limit", "x"], "Invalid value for '--limit': 'x' is not a valid integer."),
+        (["show"], "Missing argument 'KEY'."),
+    ],
+)
+def test_bad_input_is_a_usage_error(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+
+    assert (code, out) == (2, "")
+    assert err.startswith("Usage: backorder notifications") and expected in err
+    assert "Traceback" not in err

@@ -22,7 +22,7 @@ from domain.payment import PaymentBook
 from domain.planner import Allotment, ShipmentKind, StockSource
 from domain.policy import BackorderPolicy, PaymentTiming
 from domain.schedule import ScheduleState
-from tests.test_allocator_e2e import eventually
+from tests.polling import eventually
 from tests.test_backorder_workflow import fresh
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow

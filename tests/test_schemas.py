@@ -5,7 +5,6 @@ description names as checked by the service alone."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime as dt
 import json
@@ -23,8 +22,9 @@ from jsonschema_specifications import REGISTRY as SPECIFICATIONS  # type: ignore
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio import workflow
 
+import starter
 from activities.contracts import DeliveryReport, PassReport
-from cli.schema import DRAFT, PAYLOADS, STANDARD_KEYWORDS, add_schema_command, public_schema
+from cli.schema import DRAFT, PAYLOADS, STANDARD_KEYWORDS, public_schema
 from domain.contract import LENIENT
 from domain.inventory import EventOutcome, EventStatus, StockPosition
 from domain.order import Order
@@ -610,27 +610,48 @@ def test_money_in_a_result_is_a_decimal_string() -> None:
 # -- the command -----------------------------------------------------------------------------
 
 
-def run(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="backorder")
-    add_schema_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.run(None, args)
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`backorder schema ...`: (exit code, stdout, stderr)."""
+    code = starter.main(["schema", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def test_backorder_schema_prints_lists_and_writes_every_schema(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run(["schema", "order"])
-    assert json.loads(capsys.readouterr().out) == public_schema("order")
-    run(["schema", "inventory-batch"])  # an earlier name of allocator-inventory
-    assert json.loads(capsys.readouterr().out)["$id"] == "urn:backorder:schema:allocator-inventory"
-    run(["schema", "--list"])
-    listed = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in listed] == list(PAYLOADS)
-    run(["schema", "--all", str(tmp_path / "schemas")])
+    code, out, err = run(capsys, "order")
+    assert (code, err) == (0, "") and json.loads(out) == public_schema("order")
+    code, out, err = run(capsys, "inventory-batch")  # an earlier name of allocator-inventory
+    assert (code, err) == (0, "")
+    assert json.loads(out)["$id"] == "urn:backorder:schema:allocator-inventory"
+    code, out, err = run(capsys, "--list")
+    assert (code, err) == (0, "")
+    assert [line.split()[0] for line in out.splitlines()] == list(PAYLOADS)
+    code, out, err = run(capsys, "--all", str(tmp_path / "schemas"))
+    assert (code, err) == (0, "")
     written = sorted(p.name for p in (tmp_path / "schemas").iterdir())
     assert written == sorted(f"{name}.schema.json" for name in PAYLOADS)
     order = json.loads((tmp_path / "schemas" / "order.schema.json").read_text())
     assert order == public_schema("order")
-    with pytest.raises(SystemExit):
-        run(["schema", "nonsense"])
+    code, out, err = run(capsys, "nonsense")
+    assert (code, out) == (2, "")
+    assert "Invalid value for '[NAME]': 'nonsense' is not one of 'order', " in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "give NAME, --list or --all"),
+        (["order", "--list"], "NAME and --list cannot be given together"),
+        (["--list", "--all", "DIR"], "--list and --all cannot be given together"),
+    ],
+)
+def test_backorder_schema_takes_exactly_one_of_name_list_all(
+    argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, *(str(tmp_path / "schemas") if a == "DIR" else a for a in argv))
+
+    assert (code, out) == (2, "")
+    assert err.startswith("Usage: backorder schema") and err.endswith(f"Error: {expected}\n")
+    assert not (tmp_path / "schemas").exists()

@@ -9,6 +9,7 @@ import pytest
 
 import starter
 import worker
+from cli.app import flag_overrides
 from config import Settings, SettingsError, load_settings
 
 ENV_PREFIXES = ("BACKORDER_",)
@@ -195,8 +196,8 @@ def test_a_flag_changes_one_field_and_keeps_the_rest_of_its_section(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("BACKORDER_DEV__TEMPORAL_PORT", "17233")
-    args = starter.parser().parse_args(["dev", "--ui-port", "18233", "--data-dir", "state"])
-    s = load_settings(**starter.flag_overrides(args))
+    args = starter.parse(["dev", "--ui-port", "18233", "--data-dir", "state"]).args
+    s = load_settings(**flag_overrides(args))
     assert (s.dev.temporal_port, s.dev.ui_port, s.data_dir) == (17233, 18233, Path("state"))
     assert s.dev.postgres_port == 54329
 

@@ -33,7 +33,7 @@ from embedded.process import free_port
 from embedded.temporal import TemporalDevServer
 from tests.browser import ChromiumUnavailable, ensure_chromium, launch_chromium, screenshot_html
 from tests.order_life import make_order
-from tests.test_allocator_e2e import eventually
+from tests.polling import eventually
 from worker import build_worker
 from workflows.converter import data_converter
 from workflows.order_views import static_summary

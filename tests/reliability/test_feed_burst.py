@@ -37,8 +37,9 @@ from domain.inventory import (
 from domain.order import Order
 from runtime import allocator
 from tests.order_life import make_order
+from tests.polling import eventually
 from tests.reliability.invariants import check_invariants
-from tests.test_allocator_e2e import eventually, rows
+from tests.test_allocator_e2e import rows
 from worker import build_worker
 from workflows.allocator_messages import FeedResult
 from workflows.backorder import BackorderWorkflow
