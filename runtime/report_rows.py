@@ -49,7 +49,10 @@ def now_rows(report: Report) -> list[KpiRow]:
     backlog = report.figures.backlog
     within = f"expected within {EXPECTED_WITHIN_DAYS} days"
     rows = [
-        KpiRow("on backorder", f"{backlog.orders:,} orders, {backlog.units:,} units"),
+        KpiRow(
+            "on backorder",
+            f"{counted(backlog.orders, 'orders')}, {counted(backlog.units, 'units')}",
+        ),
         *(
             KpiRow(f"value on backorder ({amount.currency})", money(amount))
             for amount in backlog.value
@@ -93,7 +96,7 @@ def period_rows(report: Report) -> list[KpiRow]:
             f"{ftc.delay_notices + ftc.renewed_notices:,} "
             f"({ftc.delay_notices:,} delay, {ftc.renewed_notices:,} renewed)",
         ),
-        KpiRow("cancelled under the FTC rule", f"{ftc.cancelled_orders:,} orders"),
+        KpiRow("cancelled under the FTC rule", counted(ftc.cancelled_orders, "orders")),
     ]
 
 
@@ -159,7 +162,14 @@ def share(part: Share, of: str) -> str:
     """`4.2 % (5 of 120 orders placed)`, or `- (none ended)`."""
     if part.pct is None:
         return f"- (no {of})"
-    return f"{percent(part)} ({part.part:,} of {part.whole:,} {of})"
+    return f"{percent(part)} ({part.part:,} of {counted(part.whole, of)})"
+
+
+def counted(n: int, plural: str) -> str:
+    """`1 order placed`, `2,000 orders placed`: the first word singular for one."""
+    first, _, rest = plural.partition(" ")
+    noun = first.removesuffix("s") if n == 1 else first
+    return f"{n:,} {noun}" + (f" {rest}" if rest else "")
 
 
 def mark(check: TargetCheck) -> str:
