@@ -14,10 +14,13 @@ import json
 from typing import Any
 
 import click
+from rich import box
+from rich.table import Table
 
 from cli.app import command, flag, group
 from cli.database import database
 from cli.errors import CliError
+from cli.tables import show
 from config import Settings
 from runtime.connections import connect_temporal
 from runtime.notice_delivery import delivery_status, ensure_notice_delivery
@@ -42,16 +45,32 @@ async def list_notices(settings: Settings, args: argparse.Namespace) -> list[dic
         return await cur.fetchall()
 
 
-def _line(n: dict[str, Any]) -> str:
-    state = n["status"]
+def _state(n: dict[str, Any]) -> str:
+    state: str = n["status"]
     if state == "pending" and n["attempts"]:
-        state = f"pending (try {n['attempts']} failed: {n['last_error']})"
-    elif state == "failed":
-        state = f"FAILED after {n['attempts']}: {n['last_error']}"
-    return (
-        f"{n['created_at']:%Y-%m-%d %H:%M}  {n['order_id']:<12} {n['kind']:<18} "
-        f"{n['recipient']:<28} {state}\n    {n['subject']}  [{n['key']}]"
-    )
+        return f"pending (try {n['attempts']} failed: {n['last_error']})"
+    if state == "failed":
+        return f"FAILED after {n['attempts']}: {n['last_error']}"
+    return state
+
+
+def notices_table(rows: list[dict[str, Any]]) -> Table:
+    """Newest first: when, which order, what kind, to whom, how its delivery stands, its
+    subject and key (the key is what `show` and `retry` take)."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name in ("created (UTC)", "order", "kind", "to", "delivery", "subject", "key"):
+        table.add_column(name, overflow="fold")
+    for n in rows:
+        table.add_row(
+            f"{n['created_at']:%Y-%m-%d %H:%M}",
+            n["order_id"],
+            n["kind"],
+            n["recipient"],
+            _state(n),
+            n["subject"],
+            n["key"],
+        )
+    return table
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> None:
@@ -62,8 +81,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> None:
     if not rows:
         print("no notices" + (" match" if args.order or args.status or args.kind else ""))
         return
-    for row in rows:
-        print(_line(row))
+    show(notices_table(rows))
 
 
 async def _one(settings: Settings, key: str) -> dict[str, Any]:
