@@ -9,6 +9,7 @@ Empty Temporal target and empty PostgreSQL DSN mean "embedded": `backorder dev` 
 from __future__ import annotations
 
 import os
+from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
@@ -302,7 +303,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        raise SettingsError(_describe(err, toml)) from None
+        raise SettingsError(_describe(err, toml, _paths(overrides))) from None
     except ValueError as err:  # malformed TOML or an env value that is not valid JSON
         raise SettingsError(f"invalid settings ({toml or 'environment'}): {err}") from None
     finally:
@@ -312,8 +313,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 _SECRET_FIELDS = ("dsn", "api_key", "secret", "password")
 
 
-def _describe(err: ValidationError, toml: Path | None) -> str:
+def _paths(given: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The fields given as keyword overrides (a command's flags), as `loc` paths."""
+    paths: set[tuple[str, ...]] = set()
+    for name, value in given.items():
+        path = (*prefix, name)
+        paths |= _paths(value, path) if isinstance(value, dict) else {path}
+    return paths
+
+
+def _describe(
+    err: ValidationError, toml: Path | None, flags: AbstractSet[tuple[str, ...]] = frozenset()
+) -> str:
     where = f" (from the environment or {toml})" if toml else " (from the environment)"
+    if flags:
+        where = where.replace("(from the", "(from the command line, the")
     lines = [f"invalid settings{where}:"]
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"])
@@ -326,5 +340,7 @@ def _describe(err: ValidationError, toml: Path | None) -> str:
         secret = any(k in field for k in _SECRET_FIELDS)
         # as the user writes it (`'PT20S'`, not `datetime.timedelta(seconds=20)`)
         shown = "<hidden>" if secret else repr(to_jsonable_python(value, fallback=repr))
-        lines.append(f"  {field} = {shown}: {message} [env {env}]")
+        given = tuple(str(p) for p in e["loc"]) in flags
+        source = f"--{str(e['loc'][-1]).replace('_', '-')}" if given else f"env {env}"
+        lines.append(f"  {field} = {shown}: {message} [{source}]")
     return "\n".join(lines)

@@ -187,9 +187,9 @@ def test_dev_flags_are_validated_like_any_other_setting(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert starter.main(["dev", "--ui-port", "70000"]) == 2
-    assert "dev.ui_port = 70000: Input should be less than or equal to 65535" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "dev.ui_port = 70000: Input should be less than or equal to 65535 [--ui-port]" in err
+    assert "(from the command line, the environment" in err
 
 
 def test_a_flag_changes_one_field_and_keeps_the_rest_of_its_section(
