@@ -30,22 +30,18 @@ import starter
 from activities.stuck_steps import KIND, RESOLVER, StuckSteps
 from config import Settings
 from domain.order import workflow_id_for
-from domain.policy import BackorderPolicy
-from domain.schedule import ScheduleState
 from embedded.process import find_binary
 from payments.sandbox import SandboxGateway
 from runtime.connections import ServiceUnreachable
 from runtime.exception_news import ExceptionNews, read_open_exceptions
 from runtime.temporal_setup import register_search_attributes
 from tests.checkout import checked_out
-from tests.order_life import make_order
 from tests.polling import eventually
 from worker import build_worker, check_search_attributes
 from workflows import search_attributes as sa
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
-from workflows.messages import BackorderStatus, ExceptionBrief, OpenExceptions
-from workflows.order_views import current_details, waiting_book
+from workflows.messages import ExceptionBrief, OpenExceptions
 
 pytestmark = pytest.mark.e2e
 
@@ -139,45 +135,6 @@ async def test_older_news_never_overwrites_newer(
         await handle.cancel()
 
     assert status.exceptions == newer and count == 3
-
-
-def test_the_details_name_the_open_exceptions_and_how_many_more() -> None:
-    t0 = dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
-    order = make_order(t0, [("B", 3, "5.00")])
-    briefs = tuple(
-        ExceptionBrief(id=i, kind=f"kind_{i}", severity="high", raised_at=t0) for i in (4, 7)
-    )
-    news = OpenExceptions(open=6, latest=briefs, as_of=t0)
-    details = current_details(
-        order,
-        waiting_book(order),
-        status=BackorderStatus.BACKORDERED,
-        status_since=t0,
-        tier="standard",
-        schedule=ScheduleState(accepted_at=t0),
-        policy=BackorderPolicy(),
-        payment=None,
-        accepted=True,
-        exceptions=news,
-    )
-    section = details.split("### Open exceptions (6)\n\n")[1].split("\n\n###")[0]
-    assert section.splitlines()[:3] == [
-        "- #4 · **kind\\_4** · high · raised 2026-12-01 09:00 UTC",
-        "- #7 · **kind\\_7** · high · raised 2026-12-01 09:00 UTC",
-        "- +4 more",
-    ]
-    unknown = current_details(
-        order,
-        waiting_book(order),
-        status=BackorderStatus.BACKORDERED,
-        status_since=t0,
-        tier="standard",
-        schedule=ScheduleState(accepted_at=t0),
-        policy=BackorderPolicy(),
-        payment=None,
-        accepted=True,
-    )
-    assert "Open exceptions" not in unknown  # no news yet: nothing claimed either way
 
 
 # -- a step that keeps failing ------------------------------------------------------------------

@@ -26,7 +26,13 @@ from tests.polling import eventually
 from tests.test_backorder_workflow import fresh
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
-from workflows.messages import BackorderStatus, CancelRequest, LogEntry
+from workflows.messages import (
+    BackorderStatus,
+    CancelRequest,
+    ExceptionBrief,
+    LogEntry,
+    OpenExceptions,
+)
 from workflows.order_views import (
     DETAIL_ROWS,
     DETAILS_BYTES,
@@ -68,6 +74,7 @@ def details(order: Order, *, log: tuple[LogEntry, ...] = (), **state: Any) -> st
         state.pop("payment", None),
         accepted=state.pop("accepted", True),
         log=log,
+        exceptions=state.pop("exceptions", None),
     )
 
 
@@ -188,6 +195,21 @@ def test_ids_the_ui_would_smarten_are_code_spans_and_read_as_typed(example_order
     assert r"`BOLT-1/2\|x`" in text  # a table cell: the pipe escaped for the table
     assert "`BOLT-1/2|x`" in static_summary(order)
     assert f"### Order {example_order.order_number}\n" in text  # nothing to smarten: plain
+
+
+def test_the_details_name_the_open_exceptions_and_how_many_more(example_order: Order) -> None:
+    briefs = tuple(
+        ExceptionBrief(id=i, kind=f"kind_{i}", severity="high", raised_at=NOW) for i in (4, 7)
+    )
+    text = details(example_order, exceptions=OpenExceptions(open=6, latest=briefs, as_of=NOW))
+    at = f"{NOW:%Y-%m-%d %H:%M} UTC"
+    section = text.split("### Open exceptions (6)\n\n")[1].split("\n\n###")[0]
+    assert section.splitlines()[:3] == [
+        f"- #4 · **kind\\_4** · high · raised {at}",
+        f"- #7 · **kind\\_7** · high · raised {at}",
+        "- +4 more",
+    ]
+    assert "Open exceptions" not in details(example_order)  # no news yet: nothing claimed
 
 
 def test_the_details_are_cut_at_a_line_when_still_too_big(example_order: Order) -> None:
