@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import WorkflowEnvironment
 
+import starter
 from config import Settings
 from db.migrate import migrate
 from domain.order import Order
@@ -113,3 +114,19 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 def settings() -> Settings:
     """Test settings on a task queue of the test's own, so tests never share workers."""
     return Settings(site="test", temporal={"task_queue": f"tq-{uuid.uuid4().hex[:10]}"})
+
+
+Cli = Callable[..., tuple[int, str, str]]
+"""`run_cli(*argv)`: (exit code, stdout, stderr)."""
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`starter.main(argv)` as a user runs it; it never exits the process itself."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = starter.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

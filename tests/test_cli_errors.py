@@ -13,7 +13,6 @@ import json
 import shlex
 import subprocess
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,7 @@ import starter
 from config import Settings
 from domain.order import Order
 from embedded.process import find_binary
+from tests.conftest import Cli
 from tests.test_e2e_cli import ZERO_QUANTITY_ORDER
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
@@ -43,20 +43,6 @@ from workflows.messages import PriorityChange
 
 CLOSED_PORT = "127.0.0.1:1"
 """Where no Temporal listens: a command that validates first never gets that far."""
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """`starter.main(argv)`: (exit code, stdout, stderr); it never exits the process itself."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = starter.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def assert_clean(out: str, err: str, expected: str, max_lines: int = 4) -> None:

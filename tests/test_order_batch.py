@@ -27,16 +27,15 @@ from temporalio.testing import WorkflowEnvironment
 
 import cli.common
 import cli.order_batch
-import starter
 from cli.tables import progress_bar
 from config import Settings
 from domain.order import Order
 from embedded.process import find_binary
+from tests.conftest import Cli
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus
 
-Cli = Callable[..., tuple[int, str, str]]
 ANSI = "\x1b"
 
 
@@ -68,16 +67,6 @@ def on_temporal(
     )
     monkeypatch.setenv("BACKORDER_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
     monkeypatch.setenv("BACKORDER_DATABASE__DSN", pg_dsn)
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = starter.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def write(path: Path, *lines: str) -> str:
