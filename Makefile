@@ -6,13 +6,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench compile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(MAKE) --no-print-directory compile
 	touch $(STAMP)
+
+# Bytecode for the venv and the project, written once here: this machine (and many containers)
+# set PYTHONDONTWRITEBYTECODE=1, and without .pyc files the Temporal workflow sandbox compiles
+# the workflows' modules again for every workflow it starts.
+compile:
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib config domain workflows activities payments \
+		notifications cli embedded db runtime bench worker.py starter.py >/dev/null
 
 install: $(STAMP)
 
@@ -35,3 +43,9 @@ clean:
 .PHONY: chaos
 chaos: $(STAMP)
 	BACKORDER_CHAOS_SCALE=10 $(BIN)/pytest tests/reliability
+
+# Speed and memory against a trivial Temporal baseline measured in the same run (bench/README:
+# what each figure is); writes bench-results/ (JSON and an HTML chart).
+bench: $(STAMP)
+	$(MAKE) --no-print-directory compile
+	$(BIN)/python -m bench

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -36,7 +36,9 @@ class Effect:
 @dataclass
 class Gate:
     """Holds the first call of an activity until the test opens it: a slow gateway or database
-    at an exact point of the workflow, for races told step by step."""
+    at an exact point of the workflow, for races told step by step. A slow step outlasts its
+    local tries (lean-history), so a gated payment's local attempts fail at once and the step
+    waits here as the regular activity it becomes."""
 
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
@@ -72,6 +74,9 @@ class World:
     refs: int = 0
     gates: dict[str, Gate] = field(default_factory=dict)
     """Activity name -> a gate its first call waits at."""
+    clock: Callable[[], Awaitable[dt.datetime]] | None = None
+    """The Temporal server's time (`running` sets it): a local activity's info carries the
+    worker's wall clock, not the workflow's time."""
 
     # -- what tests assert on --------------------------------------------------------------------
 
@@ -98,9 +103,16 @@ class World:
 
     # -- the activities --------------------------------------------------------------------------
 
-    def _apply(self, name: str, request: Any, result: BaseModel | None = None) -> Any:
+    async def now(self) -> dt.datetime:
+        """When the workflow asked for the effect running now (the server's time: it stands
+        still while the workflow task that runs a local activity is open)."""
+        if self.clock is not None:
+            return await self.clock()
+        return activity.info().current_attempt_scheduled_time
+
+    async def _apply(self, name: str, request: Any, result: BaseModel | None = None) -> Any:
         """Apply once per key; fail after applying while a lost response is being simulated."""
-        now = activity.info().current_attempt_scheduled_time
+        now = await self.now()
         self.attempts.append(Effect(name, request, now))
         key = getattr(request, "key", None)
         if key is not None:
@@ -145,12 +157,12 @@ class World:
                 raise ApplicationError(
                     "KTP at DC: 2 wanted, 0 free", type=c.INSUFFICIENT_STOCK, non_retryable=True
                 )
-            world._apply("reserve_stock", request)
+            await world._apply("reserve_stock", request)
             return c.Empty()
 
         def simple(contract: c.ActivityContract[Any, Any]) -> Callable[..., Any]:
             async def perform(request: Any) -> c.Empty:
-                world._apply(contract.name, request)
+                await world._apply(contract.name, request)
                 return c.Empty()
 
             # typed before registering, so Temporal hands the activity the contract's model
@@ -166,20 +178,22 @@ class World:
             @activity.defn(name=contract.name)
             async def pay(request: c.PaymentRequest) -> c.PaymentResult:
                 if contract.name in world.gates:
+                    if activity.info().is_local:  # a slow gateway outlasts the local tries
+                        raise ApplicationError(f"{contract.name}: the gateway is slow (gated)")
                     await world.gates[contract.name].pass_through()
                 if contract.name in world.decline:
                     raise ApplicationError(
                         "card declined", type=c.PAYMENT_DECLINED, non_retryable=True
                     )
                 world.refs += 1
-                now = activity.info().current_attempt_scheduled_time
+                now = await world.now()
                 expires = now + world.hold if contract is c.AUTHORISE_PAYMENT else None
                 result = c.PaymentResult(
                     reference=f"{contract.name.split('_')[0]}-{world.refs}",
                     amount=request.amount,
                     expires_at=expires,
                 )
-                applied: c.PaymentResult = world._apply(contract.name, request, result)
+                applied: c.PaymentResult = await world._apply(contract.name, request, result)
                 return applied
 
             return pay

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -134,6 +136,7 @@ async def running(
     replays the whole history first, as after a worker restart (a replay that would redo a step
     or take another path shows up at once). Gates a failed test left shut are opened on the way
     out, and what is still running is wound down before the worker goes (tests/leftovers.py)."""
+    world.clock = env.get_current_time
     async with Worker(
         env.client,
         task_queue=task_queue,
@@ -150,6 +153,17 @@ async def running(
 
 
 Handle = WorkflowHandle[BackorderWorkflow, BackorderSummary]
+
+
+def local_activity_marker(event: HistoryEvent) -> str | None:
+    """The activity type a local activity's marker records (None: not such a marker)."""
+    if not event.HasField("marker_recorded_event_attributes"):
+        return None
+    marker = event.marker_recorded_event_attributes
+    if marker.marker_name != "core_local_activity":
+        return None
+    data = json.loads(marker.details["data"].payloads[0].data)
+    return str(data["activity_type"])
 
 
 async def start(env: WorkflowEnvironment, order: Order, task_queue: str) -> Handle:

@@ -36,6 +36,7 @@ from tests.order_life import (
     current,
     future,
     incoming,
+    local_activity_marker,
     make_order,
     ready,
     release,
@@ -90,12 +91,15 @@ def near(instant: dt.datetime, expected: dt.datetime) -> bool:
 
 
 async def scheduled(handle: Handle) -> list[tuple[str, dt.datetime]]:
-    """Every activity the workflow scheduled (once per call, however often it was retried)."""
+    """Every activity the workflow ran (once per call, however often it was retried): regular
+    ones by their scheduled event, local ones by their marker."""
     calls = []
     async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime(tzinfo=dt.UTC)
         if event.HasField("activity_task_scheduled_event_attributes"):
-            name = event.activity_task_scheduled_event_attributes.activity_type.name
-            calls.append((name, event.event_time.ToDatetime(tzinfo=dt.UTC)))
+            calls.append((event.activity_task_scheduled_event_attributes.activity_type.name, at))
+        elif local_activity_marker(event) is not None:
+            calls.append((local_activity_marker(event) or "", at))
     return calls
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from temporalio import workflow
 
 from workflows.order_views import cancelled_in
-from workflows.patches import NUDGE_WHEN_FREED, RECEIPT_NEWS_PER_SHIPMENT
+from workflows.patches import NUDGE_WHEN_FREED, RECEIPT_NEWS_PER_SHIPMENT, patched
 from workflows.shipping import Shipping
 
 with workflow.unsafe.imports_passed_through():
@@ -39,7 +39,7 @@ class Allotments(Shipping):
         except StaleRelease as err:
             self._note("allotment refused", f"{step}: {err}; its stock goes back")
             await self._free(release.allotments, f"{step}/refused")
-            if workflow.patched(NUDGE_WHEN_FREED):
+            if patched(NUDGE_WHEN_FREED):
                 await self._update_demand()  # the allocator's index may have drifted
             return
         new = self._book.shipments[len(before.shipments) :]
@@ -70,7 +70,7 @@ class Allotments(Shipping):
             self._note("receipt", f"{change.receipt_id} {change.status.value}: no shipment waits")
             return
         step = f"receipt-{change.receipt_id}-{change.status.value}"
-        per_shipment = workflow.patched(RECEIPT_NEWS_PER_SHIPMENT)
+        per_shipment = patched(RECEIPT_NEWS_PER_SHIPMENT)
         if per_shipment:
             step = f"pass-{pass_id}/{step}"
         if change.status is ReceiptStatus.ARRIVED:

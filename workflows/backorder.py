@@ -31,6 +31,7 @@ from workflows.patches import (
     OPEN_EXCEPTIONS_NEWS,
     SETTLE_UNDER_LOCK,
     STRICT_CONTRACT,
+    patched,
 )
 from workflows.timer_duties import TimerDuties
 
@@ -111,7 +112,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         order = self._order
         if not self._accepted:
             self._publish_attributes()  # operators find the order from its first instant
-            if workflow.patched(CLAIM_ORDER_ID):
+            if patched(CLAIM_ORDER_ID):
                 await self._claim()  # before any side effect: a duplicate leaves no trace
         try:
             if not self._accepted:
@@ -153,7 +154,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         """Nothing is left to ship: answer what is still in the inbox (stock allotted meanwhile
         goes back at once), then close the payment. Under the lock, so a `cancel_order` still
         voiding finishes first and its void is in the payment book before the closing one."""
-        if not workflow.patched(SETTLE_UNDER_LOCK):
+        if not patched(SETTLE_UNDER_LOCK):
             await self._finish()
             return
         async with self._lock:
@@ -165,7 +166,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         ending is refused here and its stock goes back. The last check and the return share
         one workflow task, so a signal arriving later makes Temporal retry that task with it."""
         await workflow.wait_condition(workflow.all_handlers_finished)
-        while self._inbox and workflow.patched(SETTLE_UNDER_LOCK):
+        while self._inbox and patched(SETTLE_UNDER_LOCK):
             async with self._lock:
                 await shielded(self._drain())
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -176,7 +177,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         however long ago the first run ended."""
         order, info = self._order, workflow.info()
         problems = contract_problems(order)
-        if problems is not None and workflow.patched(STRICT_CONTRACT):
+        if problems is not None and patched(STRICT_CONTRACT):
             raise r.invalid("Order", problems).error()  # taken only by an earlier release's rules
         late = placed_at_problem(order.placed_at, workflow.now())
         if late is not None:  # the contract's bound against now, where the order enters
@@ -233,7 +234,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
     async def _compensate(self, reason: str, by: str) -> None:
         """Cancel everything not shipped yet and close the payment (Temporal cancel, failure);
         under the lock, after any `cancel_order` in flight, like `_settle`."""
-        if not workflow.patched(SETTLE_UNDER_LOCK):
+        if not patched(SETTLE_UNDER_LOCK):
             await self._give_up(reason, by)
             await self._finish()
             return
@@ -273,7 +274,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
     def exceptions_changed(self, news: OpenExceptions) -> None:
         """What is open for the order on the operators' queue, read after a change there (sent
         by whoever raised or resolved). Only the newest reading counts: news may overtake."""
-        if not workflow.patched(OPEN_EXCEPTIONS_NEWS):
+        if not patched(OPEN_EXCEPTIONS_NEWS):
             self._refuse_unknown("exceptions_changed")  # what workers before the patch did
             return
         known = self._exceptions.as_of

@@ -15,6 +15,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
+
+from workflows.failures import cause_of, error_type_of
+from workflows.patches import LEAN_HISTORY
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
@@ -44,6 +48,22 @@ _PAYMENTS = {
     c.VOID_PAYMENT.name,
     c.REFUND_PAYMENT.name,
 }
+LOCAL_FIRST = frozenset(
+    contract.name for contract in c.ALL if contract is not c.RAISE_EXCEPTION
+) | {"record_order"}
+"""The order's own steps: short writes and gateway calls, tried first as local activities. Not
+`raise_exception`: it signals the order its open exceptions, and a signal that arrives while
+the workflow task which ran it is still open makes a closing task fail and run again (and with
+it the local activity, and its signal: a loop). As a regular activity it ends first."""
+LOCAL_TRIES = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=3,
+    non_retryable_error_types=[c.INSUFFICIENT_STOCK, c.INVALID_REQUEST, c.PAYMENT_DECLINED],
+)
+LOCAL_BUDGET = timedelta(seconds=20)
+"""How long a step may take as a local activity (all its tries) before it becomes a regular
+activity: an outage then waits in the activity's retries, which add nothing to the history."""
 
 
 async def call(
@@ -54,16 +74,68 @@ async def call(
 ) -> Out:
     """Run the activity named by `contract` and return its typed result; `run_for` for work
     longer than a single write (an allocation pass), `heartbeat` for work that reports progress."""
-    payment = contract.name in _PAYMENTS
-    result: Any = await workflow.execute_activity(
-        contract.name,
+    result: Out = await run_step(contract.name, arg, contract.output, run_for, heartbeat)
+    return result
+
+
+async def run_step(
+    name: str,
+    arg: Any,
+    output: type[Any] | None,
+    run_for: timedelta | None = None,
+    heartbeat: timedelta | None = None,
+) -> Any:
+    """Run activity `name` (see `call`).
+
+    An order's own step runs first as a local activity (`lean-history`): a marker
+    event in the workflow task that asked for it, instead of an activity's three events and a
+    workflow task of its own, so a release is one workflow task. If its local tries fail
+    (an outage, a slow gateway), it runs again as a regular activity with the durable retry
+    policy, under the same idempotency key. A refusal (insufficient stock, a decline, a bad
+    request) is final either way."""
+    retries = PAYMENT if name in _PAYMENTS else UNTIL_IT_WORKS
+    timeout = run_for or timedelta(seconds=30)
+    if name in LOCAL_FIRST and heartbeat is None and workflow.patched(LEAN_HISTORY):
+        try:
+            return await workflow.execute_local_activity(
+                name,
+                arg,
+                result_type=output,
+                start_to_close_timeout=timeout,
+                schedule_to_close_timeout=LOCAL_BUDGET,
+                retry_policy=LOCAL_TRIES,
+            )
+        except FailureError as err:
+            failure = _as_activity_error(err, name)
+            if error_type_of(failure) in (retries.non_retryable_error_types or ()):
+                raise failure from err
+            workflow.logger.info("%s: local tries failed (%s)", name, cause_of(failure))
+    return await workflow.execute_activity(
+        name,
         arg,
-        result_type=contract.output,
-        start_to_close_timeout=run_for or timedelta(seconds=30),
+        result_type=output,
+        start_to_close_timeout=timeout,
         heartbeat_timeout=heartbeat,
-        retry_policy=PAYMENT if payment else UNTIL_IT_WORKS,
+        retry_policy=retries,
     )
-    return result  # type: ignore[no-any-return]
+
+
+def _as_activity_error(err: FailureError, name: str) -> ActivityError:
+    """A local activity's failure as its callers know an activity's: an `ActivityError` whose
+    cause says why (the SDK may hand over the activity's own `ApplicationError` unwrapped)."""
+    if isinstance(err, ActivityError):
+        return err
+    wrapped = ActivityError(
+        "local activity error",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=name,
+        activity_id="",
+        retry_state=None,
+    )
+    wrapped.__cause__ = err
+    return wrapped
 
 
 async def shielded(work: Awaitable[T]) -> T:

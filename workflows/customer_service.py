@@ -24,7 +24,7 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 from workflows.cancels import Cancels
-from workflows.patches import ANSWER_EVERY_MESSAGE
+from workflows.patches import ANSWER_EVERY_MESSAGE, patched
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
@@ -161,7 +161,7 @@ class CustomerService(Cancels):
     async def _serve(self, message: ServiceMessage | RefusedMessage) -> None:
         """A signal from the inbox (the caller holds the lock): applied, or refused on the
         record."""
-        if not workflow.patched(ANSWER_EVERY_MESSAGE):
+        if not patched(ANSWER_EVERY_MESSAGE):
             await self._serve_as_before(message)
             return
         if isinstance(message, RefusedMessage):

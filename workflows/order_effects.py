@@ -6,22 +6,20 @@ step, run after the pure order book, schedule and payment book have taken the ch
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 
 from temporalio import workflow
 
 from workflows import search_attributes as sa
 from workflows.order_state import OrderState
 from workflows.order_views import current_details, search_attributes, status_of
-from workflows.patches import NUDGE_WHEN_FREED
+from workflows.patches import LEAN_HISTORY, NUDGE_WHEN_FREED, patched
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from activities.read_model import ReadModelActivities
     from domain.order_book import BookedShipment
     from domain.planner import Allotment
     from domain.schedule import record_cleared, record_expected_ship_date
-    from workflows.calls import UNTIL_IT_WORKS, call
+    from workflows.calls import call, run_step
     from workflows.messages import BackorderStatus, OrderRecord
 
 
@@ -32,7 +30,7 @@ class OrderEffects(OrderState):
         freed = tuple(allotments)
         if freed:
             await self._stock(c.RELEASE_STOCK, freed, step, "release-stock")
-            if workflow.patched(NUDGE_WHEN_FREED):
+            if patched(NUDGE_WHEN_FREED):
                 skus = tuple(sorted({a.sku for a in freed}))
                 await self._request_check(f"stock freed ({step})", skus)
 
@@ -127,7 +125,11 @@ class OrderEffects(OrderState):
         )
         if self._exceptions.as_of is not None:  # news came (open-exceptions-news)
             attributes.append(sa.OPEN_EXCEPTIONS.value_set(self._exceptions.open))
-        workflow.upsert_search_attributes(attributes)
+        if patched(LEAN_HISTORY):  # only what changed: each upsert is a history event
+            now = workflow.info().typed_search_attributes
+            attributes = [a for a in attributes if now.get(a.key) != a.value]
+        if attributes:
+            workflow.upsert_search_attributes(attributes)
         workflow.set_current_details(
             current_details(
                 self._order,
@@ -145,8 +147,8 @@ class OrderEffects(OrderState):
         )
 
     async def _record(self) -> None:
-        await workflow.execute_activity_method(
-            ReadModelActivities.record_order,
+        await run_step(
+            "record_order",
             OrderRecord(
                 order=self._order,
                 workflow_id=workflow.info().workflow_id,
@@ -158,6 +160,5 @@ class OrderEffects(OrderState):
                     self._cancel_reason if self._status is BackorderStatus.CANCELLED else None
                 ),
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=UNTIL_IT_WORKS,
+            None,
         )

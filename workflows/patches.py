@@ -4,6 +4,8 @@ Each id is recorded in the histories of the runs that took the new path, so it m
 renamed or dropped while such a run may still replay (tests/histories hold examples).
 """
 
+from temporalio import workflow
+
 NUDGE_WHEN_FREED = "nudge-allocator-when-stock-is-freed"
 """Patch: releasing stock asks the allocator to hand it on, and a refused allotment re-syncs
 the demand index (histories recorded before this change replay without those calls)."""
@@ -33,3 +35,17 @@ OPEN_EXCEPTIONS_NEWS = "open-exceptions-news"
 """Patch: the `exceptions_changed` signal (what is open for the order on the operators' queue)
 sets the `OpenExceptions` search attribute and the details' exceptions section (before: an
 unknown signal, refused on the record)."""
+LEAN_HISTORY = "lean-history"
+"""Patch: the order's own steps (ledger, shipments, demand, notices, payments, read model) run
+first as local activities (a marker each, in the workflow task that asked), then as regular
+activities if their local tries fail; search attributes are upserted only when they change; and
+every patch above is taken without being asked (`patched`). Before: every step was a regular
+activity (three events and a workflow task each) and every publication an upsert."""
+
+
+def patched(patch_id: str) -> bool:
+    """`workflow.patched` for the order's patches. A run that took `lean-history` (every run
+    started since) takes every earlier patch's new path without asking: asking records a marker
+    and an upsert of `TemporalChangeVersion`, two history events per patch per run. A run
+    started before asks as it always did, so its history replays."""
+    return workflow.patched(LEAN_HISTORY) or workflow.patched(patch_id)

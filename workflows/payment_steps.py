@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError
 from workflows.failures import cause_of
 from workflows.order_effects import OrderEffects
 from workflows.order_views import unshipped_items
-from workflows.patches import REFUND_NOTICE
+from workflows.patches import REFUND_NOTICE, patched
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
@@ -62,7 +62,7 @@ class PaymentSteps(OrderEffects):
         payment = self._payment
         if given <= 0 or payment is None or payment.timing is not PaymentTiming.AT_ORDER:
             return
-        if workflow.patched(REFUND_NOTICE):
+        if patched(REFUND_NOTICE):
             await self._notify(c.NoticeKind.REFUNDED, f"{step}/refunded", items, amount=given)
 
     async def _reauthorise(self, amount: Decimal, step: str) -> None:
