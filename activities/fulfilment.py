@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
@@ -49,68 +50,74 @@ class FulfilmentActivities:
             s.shipment_id,
             s.status,
         )
-        payload = {"order_id": request.order_id, "shipment": s.model_dump(mode="json")}
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                """INSERT INTO shipment_events (key, shipment_id, status, payload)
-                   VALUES (%s, %s, %s, %s)
-                   ON CONFLICT (key) DO NOTHING
-                   RETURNING key""",
-                (request.key, s.shipment_id, s.status.value, Jsonb(payload)),
-            )
-            if await cur.fetchone() is None:
-                cur = await conn.execute(
-                    "SELECT payload FROM shipment_events WHERE key = %s", (request.key,)
-                )
-                row = await cur.fetchone()
-                if row is not None and row[0] != payload:
-                    raise _invalid(
-                        f"key {request.key} was applied to another state of shipment "
-                        f"{s.shipment_id}; a new state needs a new key"
-                    )
-                return Empty()
-            cur = await conn.execute(
-                """INSERT INTO shipments (shipment_id, order_id, kind, status, location,
-                                          destination, expected_date, amount, allotments,
-                                          created_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (shipment_id) DO UPDATE
-                      SET kind = EXCLUDED.kind,
-                          status = EXCLUDED.status,
-                          location = EXCLUDED.location,
-                          destination = EXCLUDED.destination,
-                          expected_date = EXCLUDED.expected_date,
-                          amount = EXCLUDED.amount,
-                          allotments = EXCLUDED.allotments,
-                          updated_at = now()
-                    WHERE shipments.order_id = EXCLUDED.order_id
-                      AND (shipments.status <> ALL (%s) OR shipments.status = EXCLUDED.status)
-                   RETURNING shipment_id""",
-                (
-                    s.shipment_id,
-                    request.order_id,
-                    s.kind.value,
-                    s.status.value,
-                    s.location,
-                    s.destination,
-                    s.expected_date,
-                    s.amount,
-                    Jsonb([a.model_dump(mode="json") for a in s.allotments]),
-                    s.created_at,
-                    [status.value for status in _FINAL],
-                ),
-            )
-            if await cur.fetchone() is None:
-                cur = await conn.execute(
-                    "SELECT order_id, status FROM shipments WHERE shipment_id = %s",
-                    (s.shipment_id,),
-                )
-                order_id, status = await cur.fetchone() or (None, None)
-                raise _invalid(
-                    f"shipment {s.shipment_id} of order {order_id} is {status}: "
-                    f"cannot make it {s.status.value} for order {request.order_id}"
-                )
+            await write_shipment(conn, request)
         return Empty()
+
+
+async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -> None:
+    """`publish_shipment`'s writes, in the caller's transaction (see there)."""
+    s = request.shipment
+    payload = {"order_id": request.order_id, "shipment": s.model_dump(mode="json")}
+    cur = await conn.execute(
+        """INSERT INTO shipment_events (key, shipment_id, status, payload)
+           VALUES (%s, %s, %s, %s)
+           ON CONFLICT (key) DO NOTHING
+           RETURNING key""",
+        (request.key, s.shipment_id, s.status.value, Jsonb(payload)),
+    )
+    if await cur.fetchone() is None:
+        cur = await conn.execute(
+            "SELECT payload FROM shipment_events WHERE key = %s", (request.key,)
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] != payload:
+            raise _invalid(
+                f"key {request.key} was applied to another state of shipment "
+                f"{s.shipment_id}; a new state needs a new key"
+            )
+        return
+    cur = await conn.execute(
+        """INSERT INTO shipments (shipment_id, order_id, kind, status, location,
+                                  destination, expected_date, amount, allotments,
+                                  created_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (shipment_id) DO UPDATE
+              SET kind = EXCLUDED.kind,
+                  status = EXCLUDED.status,
+                  location = EXCLUDED.location,
+                  destination = EXCLUDED.destination,
+                  expected_date = EXCLUDED.expected_date,
+                  amount = EXCLUDED.amount,
+                  allotments = EXCLUDED.allotments,
+                  updated_at = now()
+            WHERE shipments.order_id = EXCLUDED.order_id
+              AND (shipments.status <> ALL (%s) OR shipments.status = EXCLUDED.status)
+           RETURNING shipment_id""",
+        (
+            s.shipment_id,
+            request.order_id,
+            s.kind.value,
+            s.status.value,
+            s.location,
+            s.destination,
+            s.expected_date,
+            s.amount,
+            Jsonb([a.model_dump(mode="json") for a in s.allotments]),
+            s.created_at,
+            [status.value for status in _FINAL],
+        ),
+    )
+    if await cur.fetchone() is None:
+        cur = await conn.execute(
+            "SELECT order_id, status FROM shipments WHERE shipment_id = %s",
+            (s.shipment_id,),
+        )
+        order_id, status = await cur.fetchone() or (None, None)
+        raise _invalid(
+            f"shipment {s.shipment_id} of order {order_id} is {status}: "
+            f"cannot make it {s.status.value} for order {request.order_id}"
+        )
 
 
 def _invalid(message: str) -> ApplicationError:

@@ -273,18 +273,26 @@ class InventoryActivities:
     async def update_demand(self, request: DemandUpdate) -> Empty:
         """Replace the order's rows in the demand index with what it still waits for (None:
         nothing), so the allocator sees each open line once and in its priority."""
+        async with self._pool.connection() as conn:
+            async with conn.transaction():
+                await self.write_demand(conn, request)
+            await self.after_demand(conn, request)
+        return Empty()
+
+    async def write_demand(self, conn: AsyncConnection[Any], request: DemandUpdate) -> None:
+        """`update_demand`'s writes, once per key, in the caller's transaction (see there)."""
         backorder = request.backorder
         if backorder is not None and backorder.order_id != request.order_id:
             raise invalid(
                 f"demand update for order {request.order_id} carries the backorder of"
                 f" order {backorder.order_id}"
             )
-        name = contracts.UPDATE_DEMAND.name
-        async with self._pool.connection() as conn:
-            async with conn.transaction():
-                if await claim(conn, request.key, name, request.order_id):
-                    await self._replace_demand(conn, request)
-            free = await _free_stock(conn, request)  # a retry asks again: the first may have died
+        if await claim(conn, request.key, contracts.UPDATE_DEMAND.name, request.order_id):
+            await self._replace_demand(conn, request)
+
+    async def after_demand(self, conn: AsyncConnection[Any], request: DemandUpdate) -> None:
+        """After the demand's commit (and again on a retry: the first may have died)."""
+        free = await _free_stock(conn, request)
         if free and self._nudge is not None:
             # Stock that came in after the order read it, before its demand was written: the
             # pass that handled it did not see this order. Ask for another at once (not: wait
@@ -295,7 +303,6 @@ class InventoryActivities:
                 skus=free,
             )
             await self._nudge(contracts.NudgeRequest(site=request.site, check=check))
-        return Empty()
 
     async def _replace_demand(self, conn: AsyncConnection[Any], request: DemandUpdate) -> None:
         await conn.execute("DELETE FROM demand WHERE order_id = %s", (request.order_id,))

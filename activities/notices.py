@@ -64,41 +64,46 @@ class NoticeActivities:
         activity.logger.info(
             "%s key=%s order=%s kind=%s", SEND_NOTICE.name, notice.key, notice.order_id, notice.kind
         )
-        payload = notice.model_dump(mode="json")
-        text = render(notice, self._storefront)
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                """INSERT INTO notices (key, order_id, kind, payload, recipient, subject, body)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (key) DO NOTHING
-                   RETURNING key""",
-                (
-                    notice.key,
-                    notice.order_id,
-                    notice.kind.value,
-                    Jsonb(payload),
-                    notice.email,
-                    text.subject,
-                    text.text,
-                ),
-            )
-            if await cur.fetchone() is None:
-                cur = await conn.execute(
-                    "SELECT payload FROM notices WHERE key = %s", (notice.key,)
-                )
-                row = await cur.fetchone()
-                if row is not None and row[0] != payload:
-                    # Replays send the same notice; a different one under the key is a bug in
-                    # how keys are made, and the customer has (or will have) the first one.
-                    activity.logger.warning(
-                        "%s key=%s was already written with another payload; kept the first",
-                        SEND_NOTICE.name,
-                        notice.key,
-                    )
-        await self._wake_delivery(notice.key)
+            await self.write_notice(conn, notice)
+        await self.wake_delivery(notice.key)
         return Empty()
 
-    async def _wake_delivery(self, key: str) -> None:
+    async def write_notice(self, conn: AsyncConnection[Any], notice: Notice) -> None:
+        """`send_notice`'s write, in the caller's transaction (see there)."""
+        payload = notice.model_dump(mode="json")
+        text = render(notice, self._storefront)
+        cur = await conn.execute(
+            # clock_timestamp(), not now(): notices written in one transaction keep their order
+            """INSERT INTO notices (key, order_id, kind, payload, recipient, subject, body,
+                                    created_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())
+               ON CONFLICT (key) DO NOTHING
+               RETURNING key""",
+            (
+                notice.key,
+                notice.order_id,
+                notice.kind.value,
+                Jsonb(payload),
+                notice.email,
+                text.subject,
+                text.text,
+            ),
+        )
+        if await cur.fetchone() is None:
+            cur = await conn.execute("SELECT payload FROM notices WHERE key = %s", (notice.key,))
+            row = await cur.fetchone()
+            if row is not None and row[0] != payload:
+                # Replays send the same notice; a different one under the key is a bug in
+                # how keys are made, and the customer has (or will have) the first one.
+                activity.logger.warning(
+                    "%s key=%s was already written with another payload; kept the first",
+                    SEND_NOTICE.name,
+                    notice.key,
+                )
+
+    async def wake_delivery(self, key: str) -> None:
+        """After the notice's commit: the delivery workflow sends it now, not at its poll."""
         if self._wake is None:
             return
         try:

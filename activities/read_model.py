@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -61,59 +62,63 @@ class ReadModelActivities:
         """Upsert the order's row, and add the status to its history and its lines if new (for
         `backorder report`), in one transaction. Idempotent, and a late retry of an older
         status (earlier `status_since`) never overwrites a newer one."""
-        order = record.order
         async with self._pool.connection() as conn, conn.transaction():
+            await self.write_record(conn, record)
+
+    async def write_record(self, conn: AsyncConnection[Any], record: OrderRecord) -> None:
+        """`record_order`'s writes, in the caller's transaction (see there)."""
+        order = record.order
+        await conn.execute(
+            """
+            INSERT INTO orders (order_id, workflow_id, order_number, site, customer_id,
+                                customer_tier, placed_at, currency, order_value, status,
+                                skus, status_since)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (order_id) DO UPDATE
+               SET status = EXCLUDED.status,
+                   status_since = EXCLUDED.status_since,
+                   site = EXCLUDED.site,
+                   customer_tier = EXCLUDED.customer_tier,
+                   updated_at = now()
+             WHERE orders.status_since <= EXCLUDED.status_since
+            """,
+            (
+                order.order_id,
+                record.workflow_id,
+                order.order_number,
+                record.site or self._site,
+                order.customer.id,
+                record.tier or order.customer.tier,
+                order.placed_at,
+                order.currency,
+                order.value,
+                record.status.value,
+                order.skus,
+                record.status_since,
+            ),
+        )
+        await conn.execute(
+            "INSERT INTO order_status_history (order_id, status, status_since, cancel_reason)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (order.order_id, record.status.value, record.status_since, record.cancel_reason),
+        )
+        if record.status in ON_BACKORDER:  # the earliest such row, whatever order they come
             await conn.execute(
-                """
-                INSERT INTO orders (order_id, workflow_id, order_number, site, customer_id,
-                                    customer_tier, placed_at, currency, order_value, status,
-                                    skus, status_since)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (order_id) DO UPDATE
-                   SET status = EXCLUDED.status,
-                       status_since = EXCLUDED.status_since,
-                       site = EXCLUDED.site,
-                       customer_tier = EXCLUDED.customer_tier,
-                       updated_at = now()
-                 WHERE orders.status_since <= EXCLUDED.status_since
-                """,
-                (
-                    order.order_id,
-                    record.workflow_id,
-                    order.order_number,
-                    record.site or self._site,
-                    order.customer.id,
-                    record.tier or order.customer.tier,
-                    order.placed_at,
-                    order.currency,
-                    order.value,
-                    record.status.value,
-                    order.skus,
-                    record.status_since,
-                ),
+                "UPDATE orders SET backordered_at = %s WHERE order_id = %s"
+                " AND (backordered_at IS NULL OR backordered_at > %s)",
+                (record.status_since, order.order_id, record.status_since),
             )
-            await conn.execute(
-                "INSERT INTO order_status_history (order_id, status, status_since, cancel_reason)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (order.order_id, record.status.value, record.status_since, record.cancel_reason),
-            )
-            if record.status in ON_BACKORDER:  # the earliest such row, whatever order they come
-                await conn.execute(
-                    "UPDATE orders SET backordered_at = %s WHERE order_id = %s"
-                    " AND (backordered_at IS NULL OR backordered_at > %s)",
-                    (record.status_since, order.order_id, record.status_since),
-                )
-            await conn.execute(
-                """
-                INSERT INTO order_lines (order_id, line_id, sku, quantity, unit_price)
-                SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::numeric[])
-                ON CONFLICT DO NOTHING
-                """,
-                (
-                    order.order_id,
-                    [line.line_id for line in order.lines],
-                    [line.sku for line in order.lines],
-                    [line.quantity for line in order.lines],
-                    [line.unit_price for line in order.lines],
-                ),
-            )
+        await conn.execute(
+            """
+            INSERT INTO order_lines (order_id, line_id, sku, quantity, unit_price)
+            SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::numeric[])
+            ON CONFLICT DO NOTHING
+            """,
+            (
+                order.order_id,
+                [line.line_id for line in order.lines],
+                [line.sku for line in order.lines],
+                [line.quantity for line in order.lines],
+                [line.unit_price for line in order.lines],
+            ),
+        )

@@ -20,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
+from activities.effect_batch import APPLY_ORDER_EFFECTS, EffectBatch
 from domain.planner import Catalog, Location, Stock
 from domain.policy import BackorderPolicy
 from workflows.messages import OrderRecord
@@ -202,6 +203,18 @@ class World:
         async def record_order(record: OrderRecord) -> None:
             world.records.append(record)
 
+        @activity.defn(name=APPLY_ORDER_EFFECTS.name)
+        async def apply_order_effects(batch: EffectBatch) -> c.Empty:
+            """A transition's writes (lean-history), as the steps they were each before."""
+            for shipment in batch.shipments:
+                await world._apply(c.PUBLISH_SHIPMENT.name, shipment)
+            for demand in batch.demand:
+                await world._apply(c.UPDATE_DEMAND.name, demand)
+            for notice in batch.notices:
+                await world._apply(c.SEND_NOTICE.name, notice)
+            world.records.extend(batch.records)
+            return c.Empty()
+
         return [
             claim_order,
             load_policy,
@@ -218,4 +231,5 @@ class World:
             payment(c.VOID_PAYMENT),
             payment(c.REFUND_PAYMENT),
             record_order,
+            apply_order_effects,
         ]

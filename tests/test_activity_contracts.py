@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from activities import contracts as c
+from activities.effect_batch import APPLY_ORDER_EFFECTS
 from tests.sandbox import io_packages_imported_by
 
 TOUCH_STOCK_OR_MONEY: set[c.ActivityContract[Any, Any]] = {
@@ -55,5 +56,5 @@ def test_the_worker_registers_every_contract_by_name() -> None:
     registered = activities(pool, Settings(), client)
     names = {activity._Definition.must_from_callable(fn).name for fn in registered}
     every = (*c.ALL, *c.ALLOCATOR, *c.NOTICE_DELIVERY)
-    wanted = {contract.name for contract in every} | {"record_order"}
+    wanted = {contract.name for contract in every} | {"record_order", APPLY_ORDER_EFFECTS.name}
     assert wanted == names

@@ -184,10 +184,10 @@ async def test_cancel_order_update_refuses_what_it_cannot_cancel_then_cancels_pa
     )
     assert (result.voided, result.refunded) == (Decimal("15.00"), Decimal(0))
 
-    assert names(cancel_effects) == [
+    assert names(cancel_effects) == [  # money first, then the cancel's writes together
         "release_stock",
-        "publish_shipment",
         "void_payment",
+        "publish_shipment",
         "update_demand",
         "send_notice",
     ]
@@ -279,8 +279,8 @@ async def test_cancel_signal_refunds_the_unshipped_value_each_effect_once_after_
     cancel_effects = since(world, mark)
     assert names(cancel_effects) == [
         "release_stock",
-        "publish_shipment",
         "refund_payment",
+        "publish_shipment",
         "update_demand",
         "send_notice",
         "send_notice",
@@ -578,7 +578,7 @@ async def test_auto_cancel_takes_only_what_is_still_backordered(
         (c.NoticeKind.STILL_WAITING, 14.0),  # B still waits for PO-1
         (c.NoticeKind.SHIPPED, 19.0),
     ]
-    assert names(since(world, mark)) == ["publish_shipment", "capture_payment", "send_notice"]
+    assert names(since(world, mark)) == ["capture_payment", "publish_shipment", "send_notice"]
     assert world.payments() == [
         ("void", Decimal("20.00"), "auth-0"),
         ("capture", Decimal("15.00"), "auth-0"),
@@ -623,8 +623,8 @@ async def test_temporal_cancel_compensates_then_ends_cancelled(
     compensation = since(world, mark)
     assert names(compensation) == [
         "release_stock",
-        "publish_shipment",
         "void_payment",
+        "publish_shipment",
         "update_demand",
         "send_notice",
     ]

@@ -25,6 +25,7 @@ from workflows.acceptance import Acceptance
 from workflows.allotments import Allotments
 from workflows.customer_service import CustomerService, RefusedMessage, ServiceMessage
 from workflows.failures import cause_of, error_type_of
+from workflows.order_state import PendingEffects
 from workflows.order_views import line_statuses, order_summary, waiting_book
 from workflows.patches import (
     CLAIM_ORDER_ID,
@@ -67,6 +68,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         self._order = order
         self._inbox: list[Event] = []
         self._lock = asyncio.Lock()
+        self._pending = PendingEffects()
         self._accepted = isinstance(start, CarriedState)
         carried = start
         if not isinstance(carried, CarriedState):
@@ -116,7 +118,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
                 await self._claim()  # before any side effect: a duplicate leaves no trace
         try:
             if not self._accepted:
-                async with self._lock:  # an early cancel_order waits for acceptance to finish
+                async with self._transition():  # an early cancel_order waits for it
                     await shielded(self._accept())
             while not self._book.settled:
                 await shielded(self._work())
@@ -157,7 +159,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         if not patched(SETTLE_UNDER_LOCK):
             await self._finish()
             return
-        async with self._lock:
+        async with self._transition():
             await self._drain()
             await self._finish()
 
@@ -167,7 +169,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         one workflow task, so a signal arriving later makes Temporal retry that task with it."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         while self._inbox and patched(SETTLE_UNDER_LOCK):
-            async with self._lock:
+            async with self._transition():
                 await shielded(self._drain())
             await workflow.wait_condition(workflow.all_handlers_finished)
 
@@ -222,7 +224,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
             )
 
     async def _work(self) -> None:
-        async with self._lock:
+        async with self._transition():
             await self._drain()
             for _ in range(DUTIES_PER_WAKEUP):
                 duties = due(self._schedule, self._policy, workflow.now())
@@ -238,7 +240,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
             await self._give_up(reason, by)
             await self._finish()
             return
-        async with self._lock:
+        async with self._transition():
             await self._give_up(reason, by)
             await self._drain()
             await self._finish()

@@ -22,6 +22,7 @@ from workflows.patches import LEAN_HISTORY
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from activities.effect_batch import APPLY_ORDER_EFFECTS
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
@@ -48,9 +49,12 @@ _PAYMENTS = {
     c.VOID_PAYMENT.name,
     c.REFUND_PAYMENT.name,
 }
+_UNORDERED = _PAYMENTS | {APPLY_ORDER_EFFECTS.name}
+"""Steps the waiting writes need not precede: the gateway reads none of them (a release
+captures, then writes its shipment and the notice that says it shipped, together)."""
 LOCAL_FIRST = frozenset(
     contract.name for contract in c.ALL if contract is not c.RAISE_EXCEPTION
-) | {"record_order"}
+) | {"record_order", APPLY_ORDER_EFFECTS.name}
 """The order's own steps: short writes and gateway calls, tried first as local activities. Not
 `raise_exception`: it signals the order its open exceptions, and a signal that arrives while
 the workflow task which ran it is still open makes a closing task fail and run again (and with
@@ -74,8 +78,17 @@ async def call(
 ) -> Out:
     """Run the activity named by `contract` and return its typed result; `run_for` for work
     longer than a single write (an allocation pass), `heartbeat` for work that reports progress."""
+    flush = getattr(workflow.instance(), FLUSH, None)
+    if flush is not None and contract.name not in _UNORDERED:
+        await flush()  # the writes waiting go first: steps keep their order
     result: Out = await run_step(contract.name, arg, contract.output, run_for, heartbeat)
     return result
+
+
+FLUSH = "flush_effects"
+"""What a workflow that keeps its writes until the end of a transition (the order's, since
+lean-history) names the method that applies them: `call` has them applied before any other
+step."""
 
 
 async def run_step(

@@ -15,7 +15,6 @@ or another message.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,7 +68,6 @@ SIGNAL_NAMES: dict[type[Message], str] = {
 
 class CustomerService(Cancels):
     _inbox: list[Any]
-    _lock: asyncio.Lock
 
     # -- updates: answered -----------------------------------------------------------------
 
@@ -113,7 +111,7 @@ class CustomerService(Cancels):
         """After acceptance and under the lock, check again (the order may have changed since
         the validator ran), then apply."""
         await workflow.wait_condition(lambda: self._accepted)
-        async with self._lock:
+        async with self._transition():
             self._refuse_now(self._refusal(message))
             return await shielded(apply(message))
 

@@ -5,21 +5,23 @@ step, run after the pure order book, schedule and payment book have taken the ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from temporalio import workflow
 
 from workflows import search_attributes as sa
-from workflows.order_state import OrderState
+from workflows.order_state import OrderState, PendingEffects
 from workflows.order_views import current_details, search_attributes, status_of
 from workflows.patches import LEAN_HISTORY, NUDGE_WHEN_FREED, patched
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from activities.effect_batch import APPLY_ORDER_EFFECTS
     from domain.order_book import BookedShipment
     from domain.planner import Allotment
     from domain.schedule import record_cleared, record_expected_ship_date
-    from workflows.calls import call, run_step
+    from workflows.calls import call, run_step, shielded
     from workflows.messages import BackorderStatus, OrderRecord
 
 
@@ -45,27 +47,52 @@ class OrderEffects(OrderState):
         )
         await call(contract, reservation)
 
+    def _transition(self) -> AbstractAsyncContextManager[None]:
+        """One change of the order at a time (signals, updates, timers and the main loop take
+        turns), and its writes applied before the next may start."""
+        return self._locked_transition()
+
+    @asynccontextmanager
+    async def _locked_transition(self) -> AsyncIterator[None]:
+        async with self._lock:
+            yield
+            await shielded(self.flush_effects())
+
+    async def flush_effects(self) -> None:
+        """Apply the writes waiting since the last activity, as one (lean-history); `call`
+        asks for this before any other step, so writes keep their order with the ledger's."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending.batch(self._order.order_id), PendingEffects()
+        await call(APPLY_ORDER_EFFECTS, batch)
+
+    def _batched(self) -> bool:
+        """Whether this run's writes wait for the end of the transition (lean-history)."""
+        return patched(LEAN_HISTORY)
+
     async def _publish(self, shipment: BookedShipment, step: str) -> None:
-        await call(
-            c.PUBLISH_SHIPMENT,
-            c.ShipmentRequest(
-                key=self._key(step, "shipment", shipment.shipment_id),
-                order_id=self._order.order_id,
-                shipment=shipment,
-            ),
+        request = c.ShipmentRequest(
+            key=self._key(step, "shipment", shipment.shipment_id),
+            order_id=self._order.order_id,
+            shipment=shipment,
         )
+        if self._batched():
+            self._pending.shipments.append(request)
+        else:
+            await call(c.PUBLISH_SHIPMENT, request)
 
     async def _update_demand(self) -> None:
         """What still waits, for the allocator (None once nothing does)."""
-        await call(
-            c.UPDATE_DEMAND,
-            c.DemandUpdate(
-                key=self._key(self._step("demand")),
-                order_id=self._order.order_id,
-                backorder=self._book.open_backorder(self._order, self._tier),
-                site=self._site,
-            ),
+        update = c.DemandUpdate(
+            key=self._key(self._step("demand")),
+            order_id=self._order.order_id,
+            backorder=self._book.open_backorder(self._order, self._tier),
+            site=self._site,
         )
+        if self._batched():
+            self._pending.demand.append(update)
+        else:
+            await call(c.UPDATE_DEMAND, update)
 
     async def _notify(
         self,
@@ -87,7 +114,10 @@ class OrderEffects(OrderState):
                 **details,
             }
         )
-        await call(c.SEND_NOTICE, notice)
+        if self._batched():
+            self._pending.notices.append(notice)
+        else:
+            await call(c.SEND_NOTICE, notice)
 
     async def _request_check(self, reason: str, skus: tuple[str, ...] = ()) -> None:
         await call(
@@ -147,18 +177,18 @@ class OrderEffects(OrderState):
         )
 
     async def _record(self) -> None:
-        await run_step(
-            "record_order",
-            OrderRecord(
-                order=self._order,
-                workflow_id=workflow.info().workflow_id,
-                status=self._status,
-                status_since=self._status_since,
-                site=self._site,
-                tier=self._tier,
-                cancel_reason=(
-                    self._cancel_reason if self._status is BackorderStatus.CANCELLED else None
-                ),
+        record = OrderRecord(
+            order=self._order,
+            workflow_id=workflow.info().workflow_id,
+            status=self._status,
+            status_since=self._status_since,
+            site=self._site,
+            tier=self._tier,
+            cancel_reason=(
+                self._cancel_reason if self._status is BackorderStatus.CANCELLED else None
             ),
-            None,
         )
+        if self._batched():
+            self._pending.records.append(record)
+        else:
+            await run_step("record_order", record, None)

@@ -7,20 +7,46 @@ bookkeeping every step shares: the log, numbered steps and idempotency keys.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from dataclasses import dataclass, field
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from activities.effect_batch import EffectBatch
     from domain.order import Order
     from domain.order_book import OrderBook
     from domain.payment import PaymentBook
     from domain.policy import BackorderPolicy
     from domain.schedule import ScheduleState
-    from workflows.messages import BackorderStatus, LogEntry, OpenExceptions
+    from workflows.messages import BackorderStatus, LogEntry, OpenExceptions, OrderRecord
 
 LOG_LIMIT = 200
+
+
+@dataclass
+class PendingEffects:
+    """The writes of the transition under way (lean-history): applied together, in one
+    transaction, before the transition lets go of the lock or calls another activity."""
+
+    shipments: list[c.ShipmentRequest] = field(default_factory=list)
+    demand: list[c.DemandUpdate] = field(default_factory=list)
+    notices: list[c.Notice] = field(default_factory=list)
+    records: list[OrderRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.shipments or self.demand or self.notices or self.records)
+
+    def batch(self, order_id: str) -> EffectBatch:
+        return EffectBatch(
+            order_id=order_id,
+            shipments=tuple(self.shipments),
+            demand=tuple(self.demand),
+            notices=tuple(self.notices),
+            records=tuple(self.records),
+        )
 
 
 class OrderState:
@@ -44,6 +70,8 @@ class OrderState:
     _log: list[LogEntry]
     _cancel_reason: str | None
     _exceptions: OpenExceptions
+    _lock: asyncio.Lock
+    _pending: PendingEffects
 
     def _days_in_backorder(self) -> int:
         return (workflow.now() - self._schedule.accepted_at).days

@@ -1,0 +1,25 @@
+"""The contract of `apply_order_effects` (activities/order_effects.py): apart from the other
+contracts, because it carries the read model's `OrderRecord`, which the workflows' messages
+define."""
+
+from __future__ import annotations
+
+from activities.contracts import ActivityContract, DemandUpdate, Empty, Notice, ShipmentRequest
+from domain.order import Contract, Identifier
+from workflows.messages import OrderRecord
+
+
+class EffectBatch(Contract):
+    """Input of `apply_order_effects`: what one transition of an order writes to PostgreSQL
+    (shipments for fulfilment, its demand, notices, read-model rows), applied in one
+    transaction in this order. Each part keeps the key it has as an activity of its own, so a
+    retry, or the same part sent alone, is applied once."""
+
+    order_id: Identifier
+    shipments: tuple[ShipmentRequest, ...] = ()
+    demand: tuple[DemandUpdate, ...] = ()
+    notices: tuple[Notice, ...] = ()
+    records: tuple[OrderRecord, ...] = ()
+
+
+APPLY_ORDER_EFFECTS = ActivityContract("apply_order_effects", EffectBatch, Empty)
