@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from workflows.failures import cause_of, error_type_of
 from workflows.patches import LEAN_HISTORY
@@ -52,18 +52,17 @@ _PAYMENTS = {
 _UNORDERED = _PAYMENTS | {APPLY_ORDER_EFFECTS.name}
 """Steps the waiting writes need not precede: the gateway reads none of them (a release
 captures, then writes its shipment and the notice that says it shipped, together)."""
-LOCAL_FIRST = frozenset(
-    contract.name for contract in c.ALL if contract is not c.RAISE_EXCEPTION
-) | {"record_order", APPLY_ORDER_EFFECTS.name}
-"""The order's own steps: short writes and gateway calls, tried first as local activities. Not
-`raise_exception`: it signals the order its open exceptions, and a signal that arrives while
-the workflow task which ran it is still open makes a closing task fail and run again (and with
-it the local activity, and its signal: a loop). As a regular activity it ends first."""
+LOCAL_FIRST = frozenset({c.CLAIM_ORDER.name, c.LOAD_POLICY.name, c.CHECK_AVAILABILITY.name})
+"""Steps tried first as local activities: acceptance's reads, and its claim of the order id for
+this very run. A local activity acts before the workflow task that asked for it is recorded;
+if that task fails and runs again with new events (a signal, an update), the workflow may
+decide otherwise, and a write it made (a void, a shipment, a notice) would be orphaned. These
+three change nothing another decision could contradict, so they may run early."""
 LOCAL_TRIES = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=3,
-    non_retryable_error_types=[c.INSUFFICIENT_STOCK, c.INVALID_REQUEST, c.PAYMENT_DECLINED],
+    non_retryable_error_types=[c.DUPLICATE_ORDER, c.INVALID_REQUEST],
 )
 LOCAL_BUDGET = timedelta(seconds=20)
 """How long a step may take as a local activity (all its tries) before it becomes a regular
@@ -100,12 +99,10 @@ async def run_step(
 ) -> Any:
     """Run activity `name` (see `call`).
 
-    An order's own step runs first as a local activity (`lean-history`): a marker
-    event in the workflow task that asked for it, instead of an activity's three events and a
-    workflow task of its own, so a release is one workflow task. If its local tries fail
-    (an outage, a slow gateway), it runs again as a regular activity with the durable retry
-    policy, under the same idempotency key. A refusal (insufficient stock, a decline, a bad
-    request) is final either way."""
+    A step of `LOCAL_FIRST` runs first as a local activity (`lean-history`): a marker event in
+    the workflow task that asked for it, instead of an activity's three events and a workflow
+    task of its own. If its local tries fail (an outage), it runs again as a regular activity
+    with the durable retry policy. A refusal (a duplicate order, a bad request) is final."""
     retries = PAYMENT if name in _PAYMENTS else UNTIL_IT_WORKS
     timeout = run_for or timedelta(seconds=30)
     if name in LOCAL_FIRST and heartbeat is None and workflow.patched(LEAN_HISTORY):
@@ -120,7 +117,9 @@ async def run_step(
             )
         except FailureError as err:
             failure = _as_activity_error(err, name)
-            if error_type_of(failure) in (retries.non_retryable_error_types or ()):
+            cause = failure.cause
+            final = isinstance(cause, ApplicationError) and cause.non_retryable
+            if final or error_type_of(failure) in (retries.non_retryable_error_types or ()):
                 raise failure from err
             workflow.logger.info("%s: local tries failed (%s)", name, cause_of(failure))
     return await workflow.execute_activity(
