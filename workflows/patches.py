@@ -36,11 +36,11 @@ OPEN_EXCEPTIONS_NEWS = "open-exceptions-news"
 sets the `OpenExceptions` search attribute and the details' exceptions section (before: an
 unknown signal, refused on the record)."""
 LEAN_HISTORY = "lean-history"
-"""Patch: the order's own steps (ledger, shipments, demand, notices, payments, read model) run
-first as local activities (a marker each, in the workflow task that asked), then as regular
-activities if their local tries fail; search attributes are upserted only when they change; and
-every patch above is taken without being asked (`patched`). Before: every step was a regular
-activity (three events and a workflow task each) and every publication an upsert."""
+"""Patch: acceptance's reads and claim run first as local activities (a marker each, in the
+workflow task that asked); a transition's writes (shipments, demand, notices, read model) wait
+for its end and commit as one `apply_order_effects` step, after its payments; search attributes
+are upserted only when they change; and every patch above is taken without being asked
+(`patched`). Before: a regular activity per step and an upsert per publication."""
 
 
 def patched(patch_id: str) -> bool:
