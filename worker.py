@@ -28,6 +28,7 @@ from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
 from activities.notice_delivery import NoticeDeliveryActivities
 from activities.notices import NoticeActivities
+from activities.order_effects import OrderEffectActivities
 from activities.payments import PaymentActivities
 from activities.policy import PolicyActivities
 from activities.read_model import ReadModelActivities
@@ -77,15 +78,19 @@ def activities(
     wake = partial(ensure_notice_delivery, client, settings, wake=True) if channel else None
     allocation = AllocationActivities(pool, settings, client)
     news = ExceptionNews(client, pool)
+    read_model = ReadModelActivities(pool, settings.site)
+    inventory = InventoryActivities(pool, allocation.nudge_allocator)
+    notices = NoticeActivities(pool, settings.notifications.storefront, wake, news)
     return [
         *allocation.activities(),
-        *ReadModelActivities(pool, settings.site).activities(),
+        *read_model.activities(),
         PolicyActivities(settings).load_policy,
-        *InventoryActivities(pool, allocation.nudge_allocator).activities(),
+        *inventory.activities(),
         *PaymentActivities(gateway).activities(),
-        *NoticeActivities(pool, settings.notifications.storefront, wake, news).activities(),
+        *notices.activities(),
         *NoticeDeliveryActivities(pool, settings.notifications, channel, news).activities(),
         *FulfilmentActivities(pool).activities(),
+        *OrderEffectActivities(pool, inventory, notices, read_model).activities(),
     ]
 
 
