@@ -22,6 +22,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.allocation import AllocationActivities
 from activities.fulfilment import FulfilmentActivities
@@ -60,6 +61,16 @@ WORKFLOWS: list[type] = [
     AllocatorSweepWorkflow,
     NoticeDeliveryWorkflow,
 ]
+
+
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "domain", "workflows", "activities"
+    )
+)
+"""The sandbox, with our own deterministic modules passed through: imported once per worker,
+not again for every workflow it runs (that cost the worker 500 KB per cached workflow and most
+of its CPU per order). They keep no state between calls but pure caches."""
 
 
 def activities(
@@ -109,6 +120,7 @@ def build_worker(
         activities=activities(pool, settings, client, gateway=gateway, channel=channel),
         interceptors=[StuckSteps(pool, ExceptionNews(client, pool))],
         graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_runner=WORKFLOW_RUNNER,
     )
 
 
