@@ -166,6 +166,15 @@ def local_activity_marker(event: HistoryEvent) -> str | None:
     return str(data["activity_type"])
 
 
+def step_of(event: HistoryEvent) -> tuple[str, bool] | None:
+    """The activity an event starts (a regular one's scheduled event, a local one's marker) and
+    whether it ran locally; None: the event starts none."""
+    if event.HasField("activity_task_scheduled_event_attributes"):
+        return event.activity_task_scheduled_event_attributes.activity_type.name, False
+    local = local_activity_marker(event)
+    return None if local is None else (local, True)
+
+
 async def start(env: WorkflowEnvironment, order: Order, task_queue: str) -> Handle:
     return await env.client.start_workflow(
         BackorderWorkflow.run, order, id=order.workflow_id, task_queue=task_queue

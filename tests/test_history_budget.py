@@ -11,13 +11,13 @@ from temporalio.testing import WorkflowEnvironment
 from tests.fakes import World
 from tests.order_life import (
     current,
-    local_activity_marker,
     make_order,
     ready,
     release,
     running,
     seen,
     start,
+    step_of,
     task_queue,
 )
 from workflows.backorder import BackorderWorkflow
@@ -55,7 +55,7 @@ async def test_a_one_line_order_is_accepted_and_released_within_its_event_budget
     events = list(history.events)
     signalled = next(i for i, e in enumerate(events) if e.event_type == SIGNALED)
     acceptance, release_ = events[:signalled], events[signalled:]
-    steps = [(name, local) for name, local in map(step_of, events) if name]
+    steps = [step for step in map(step_of, events) if step is not None]
     assert steps == [
         ("claim_order", True),  # acceptance's reads and claim: markers in its first task
         ("load_policy", True),
@@ -67,14 +67,6 @@ async def test_a_one_line_order_is_accepted_and_released_within_its_event_budget
     assert len(acceptance) <= ACCEPTANCE_EVENTS, _kinds(acceptance)
     assert len(release_) <= RELEASE_EVENTS, _kinds(release_)
     assert history.ByteSize() < LIFE_BYTES
-
-
-def step_of(event: HistoryEvent) -> tuple[str | None, bool]:
-    """The activity an event starts (a regular one's scheduled event, a local one's marker),
-    and whether it ran locally."""
-    if event.HasField("activity_task_scheduled_event_attributes"):
-        return event.activity_task_scheduled_event_attributes.activity_type.name, False
-    return local_activity_marker(event), True
 
 
 def _kinds(events: list[HistoryEvent]) -> list[str]:

@@ -36,12 +36,12 @@ from tests.order_life import (
     current,
     future,
     incoming,
-    local_activity_marker,
     make_order,
     ready,
     release,
     running,
     start,
+    step_of,
     stock,
     task_queue,
 )
@@ -95,11 +95,9 @@ async def scheduled(handle: Handle) -> list[tuple[str, dt.datetime]]:
     ones by their scheduled event, local ones by their marker."""
     calls = []
     async for event in handle.fetch_history_events():
-        at = event.event_time.ToDatetime(tzinfo=dt.UTC)
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            calls.append((event.activity_task_scheduled_event_attributes.activity_type.name, at))
-        elif local_activity_marker(event) is not None:
-            calls.append((local_activity_marker(event) or "", at))
+        step = step_of(event)
+        if step is not None:
+            calls.append((step[0], event.event_time.ToDatetime(tzinfo=dt.UTC)))
     return calls
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from temporalio import workflow
 
@@ -66,9 +67,13 @@ class OrderEffects(OrderState):
         batch, self._pending = self._pending.batch(self._order.order_id), PendingEffects()
         await call(APPLY_ORDER_EFFECTS, batch)
 
-    def _batched(self) -> bool:
-        """Whether this run's writes wait for the end of the transition (lean-history)."""
-        return patched(LEAN_HISTORY)
+    async def _write(self, waiting: list[Any], step: str, request: Any) -> None:
+        """One write of the transition: kept in `waiting` for the transition's one write step
+        (lean-history), or, in runs from before, the activity `step` of its own."""
+        if patched(LEAN_HISTORY):
+            waiting.append(request)
+        else:
+            await run_step(step, request, None)
 
     async def _publish(self, shipment: BookedShipment, step: str) -> None:
         request = c.ShipmentRequest(
@@ -76,10 +81,7 @@ class OrderEffects(OrderState):
             order_id=self._order.order_id,
             shipment=shipment,
         )
-        if self._batched():
-            self._pending.shipments.append(request)
-        else:
-            await call(c.PUBLISH_SHIPMENT, request)
+        await self._write(self._pending.shipments, c.PUBLISH_SHIPMENT.name, request)
 
     async def _update_demand(self) -> None:
         """What still waits, for the allocator (None once nothing does)."""
@@ -89,10 +91,7 @@ class OrderEffects(OrderState):
             backorder=self._book.open_backorder(self._order, self._tier),
             site=self._site,
         )
-        if self._batched():
-            self._pending.demand.append(update)
-        else:
-            await call(c.UPDATE_DEMAND, update)
+        await self._write(self._pending.demand, c.UPDATE_DEMAND.name, update)
 
     async def _notify(
         self,
@@ -114,10 +113,7 @@ class OrderEffects(OrderState):
                 **details,
             }
         )
-        if self._batched():
-            self._pending.notices.append(notice)
-        else:
-            await call(c.SEND_NOTICE, notice)
+        await self._write(self._pending.notices, c.SEND_NOTICE.name, notice)
 
     async def _request_check(self, reason: str, skus: tuple[str, ...] = ()) -> None:
         await call(
@@ -188,7 +184,4 @@ class OrderEffects(OrderState):
                 self._cancel_reason if self._status is BackorderStatus.CANCELLED else None
             ),
         )
-        if self._batched():
-            self._pending.records.append(record)
-        else:
-            await run_step("record_order", record, None)
+        await self._write(self._pending.records, "record_order", record)
