@@ -1,5 +1,10 @@
 """`backorder-worker`: the worker that runs every workflow and activity of the service.
 
+Two Temporal workers in one process: the orders' on `temporal.task_queue` and the allocators'
+on their own queue (`temporal.allocator_queue`), so an allocation pass and its answer to the
+feed never wait behind thousands of orders' tasks. The orders' worker still serves allocators
+started on its queue before they had their own, until they move (`move_to_its_queue`).
+
 In production it joins a real Temporal cluster (or Temporal Cloud) and a real PostgreSQL named
 in the settings; `backorder dev` runs the same worker against the embedded servers.
 """
@@ -21,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -42,6 +48,7 @@ from payments.choice import gateway_for
 from payments.gateway import PaymentGateway
 from payments.sandbox import SandboxGateway
 from payments.server import sandbox_gateway_server
+from runtime.allocator import move_to_its_queue
 from runtime.connections import ServiceUnreachable, connect_temporal, open_pool
 from runtime.exception_news import ExceptionNews
 from runtime.notice_delivery import ensure_notice_delivery
@@ -80,6 +87,7 @@ def activities(
     *,
     gateway: PaymentGateway | None = None,
     channel: Channel | None = None,
+    allocation: AllocationActivities | None = None,
 ) -> list[Callable[..., Any]]:
     """Every activity the workflows call, on the worker's one connection pool.
 
@@ -87,7 +95,7 @@ def activities(
     about the transport). `channel`: how notices leave the outbox; None keeps them there."""
     gateway = gateway or SandboxGateway(pool, settings.payments.sandbox_authorisation_days)
     wake = partial(ensure_notice_delivery, client, settings, wake=True) if channel else None
-    allocation = AllocationActivities(pool, settings, client)
+    allocation = allocation or AllocationActivities(pool, settings, client)
     news = ExceptionNews(client, pool)
     read_model = ReadModelActivities(pool, settings.site)
     inventory = InventoryActivities(pool, allocation.nudge_allocator)
@@ -105,6 +113,29 @@ def activities(
     ]
 
 
+class ServiceWorkers:
+    """The orders' worker and the allocators' worker, run together (`async with`)."""
+
+    def __init__(self, orders: Worker, allocators: Worker | None) -> None:
+        self.orders, self.allocators = orders, allocators
+
+    @property
+    def task_queue(self) -> str:
+        """The orders' task queue."""
+        return self.orders.task_queue
+
+    async def __aenter__(self) -> ServiceWorkers:
+        async with AsyncExitStack() as stack:
+            for worker in (self.orders, self.allocators):
+                if worker is not None:
+                    await stack.enter_async_context(worker)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+
 def build_worker(
     client: Client,
     pool: AsyncConnectionPool,
@@ -112,16 +143,34 @@ def build_worker(
     *,
     gateway: PaymentGateway | None = None,
     channel: Channel | None = None,
-) -> Worker:
-    return Worker(
+) -> ServiceWorkers:
+    """The service's workers on the worker's one pool: the orders' (every workflow and activity)
+    and, unless configured to share it, the allocators' on their own queue."""
+    allocation = AllocationActivities(pool, settings, client)
+    common: dict[str, Any] = {
+        "interceptors": [StuckSteps(pool, ExceptionNews(client, pool))],
+        "graceful_shutdown_timeout": timedelta(seconds=10),
+        "workflow_runner": WORKFLOW_RUNNER,
+    }
+    orders = Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=WORKFLOWS,
-        activities=activities(pool, settings, client, gateway=gateway, channel=channel),
-        interceptors=[StuckSteps(pool, ExceptionNews(client, pool))],
-        graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=WORKFLOW_RUNNER,
+        activities=activities(
+            pool, settings, client, gateway=gateway, channel=channel, allocation=allocation
+        ),
+        **common,
     )
+    allocators = None
+    if settings.temporal.allocator_queue != settings.temporal.task_queue:
+        allocators = Worker(
+            client,
+            task_queue=settings.temporal.allocator_queue,
+            workflows=[AllocatorWorkflow],
+            activities=[allocation.allocate, allocation.deliver_allotments],
+            **common,
+        )
+    return ServiceWorkers(orders, allocators)
 
 
 def serves_sandbox(settings: Settings) -> bool:
@@ -166,6 +215,10 @@ async def serve(
                 await ensure_notice_delivery(client, settings)
             worker = build_worker(client, pool, settings, gateway=gateway, channel=channel)
             async with worker:
+                try:
+                    await move_to_its_queue(client, settings, settings.site)
+                except RPCError as err:  # the next start asks again; nothing is lost meanwhile
+                    logger.warning("could not move the allocator to its task queue: %s", err)
                 if on_ready is not None:
                     on_ready()
                 await stop.wait()

@@ -45,7 +45,7 @@ async def answered(settings: Settings, site: str, work: Awaitable[T], what: str)
     await asyncio.gather(*others, return_exceptions=True)
     raise CliError(
         f"{allocator_id(site)} did not answer within {ANSWER_WITHIN:g}s (is a worker "
-        f"polling task queue {settings.temporal.task_queue}?); {what}"
+        f"polling task queue {settings.temporal.allocator_queue}?); {what}"
     )
 
 

@@ -45,6 +45,10 @@ class TemporalSettings(_Section):
     Empty: the embedded dev server at `dev.host:dev.temporal_port`."""
     namespace: str = Field(default="default", min_length=1)
     task_queue: str = Field(default="backorder", min_length=1)
+    """The orders' task queue (their workflows and activities)."""
+    allocator_task_queue: str = ""
+    """The allocators' own task queue, so a pass and its answer to the feed never wait behind
+    the orders' work. Empty: `<task_queue>-allocator`; the same as `task_queue`: one queue."""
     tls: bool = False
     """Use TLS (implied by an API key or a client certificate)."""
     tls_client_cert: Path | None = None
@@ -59,6 +63,10 @@ class TemporalSettings(_Section):
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
             raise ValueError("tls_client_cert and tls_client_key must be set together")
         return self
+
+    @property
+    def allocator_queue(self) -> str:
+        return self.allocator_task_queue or f"{self.task_queue}-allocator"
 
     @property
     def uses_tls(self) -> bool:
@@ -99,7 +107,9 @@ class AllocatorSettings(_Section):
     batch_window: timedelta = Field(
         default=timedelta(seconds=2), ge=timedelta(0), le=timedelta(minutes=10)
     )
-    """Events arriving this close together share one allocation pass (0: a pass per event)."""
+    """How long the allocator gathers events for its next pass, under load only: when events
+    arrived while its last pass ran. An idle allocator runs a pass as soon as an event comes
+    (0: never gather)."""
     sweep_interval: timedelta = Field(default=timedelta(hours=1), ge=timedelta(minutes=1))
     """A Temporal Schedule runs a full check this often: the safety net for a missed event,
     and the moment future receipts come within the future date limit."""

@@ -45,6 +45,7 @@ from temporalio.api.errordetails.v1 import WorkflowNotReadyFailure
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -61,6 +62,7 @@ from workflows.allocator_messages import (
     AllocatorStatus,
     FeedResult,
     PassOutcome,
+    QueueMove,
     allocator_id,
 )
 
@@ -128,7 +130,11 @@ async def offer(send: Callable[[], Awaitable[T]], what: str, patience: timedelta
 
 
 def start_input(settings: Settings, site: str) -> AllocatorStart:
-    return AllocatorStart(site=site, batch_window=settings.allocator.batch_window)
+    return AllocatorStart(
+        site=site,
+        batch_window=settings.allocator.batch_window,
+        task_queue=settings.temporal.allocator_queue,
+    )
 
 
 def _start_operation(
@@ -138,7 +144,7 @@ def _start_operation(
         AllocatorWorkflow.run,
         start_input(settings, site),
         id=allocator_id(site),
-        task_queue=settings.temporal.task_queue,
+        task_queue=settings.temporal.allocator_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
 
@@ -284,7 +290,7 @@ _feeds: weakref.WeakKeyDictionary[Client, dict[tuple[str, str], _Feed]] = (
 
 def _feed(client: Client, settings: Settings, site: str) -> _Feed:
     feeds = _feeds.setdefault(client, {})
-    key = (site, settings.temporal.task_queue)
+    key = (site, settings.temporal.allocator_queue)
     feed = feeds.get(key)
     if feed is None or feed.loop is not asyncio.get_running_loop():
         feed = feeds[key] = _Feed(client, settings, site)
@@ -321,7 +327,7 @@ async def nudge(
             AllocatorWorkflow.run,
             start_input(settings, site),
             id=allocator_id(site),
-            task_queue=settings.temporal.task_queue,
+            task_queue=settings.temporal.allocator_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             start_signal="check",
             start_signal_args=[check],
@@ -334,3 +340,23 @@ async def nudge(
 async def allocator_status(client: Client, site: str) -> AllocatorStatus:
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(allocator_id(site))
     return await handle.query(AllocatorWorkflow.status)
+
+
+async def move_to_its_queue(client: Client, settings: Settings, site: str) -> bool:
+    """Ask the site's allocator, if it runs on another task queue than the allocators' (one
+    started before they had their own), to move there. Whether it was asked."""
+    queue = settings.temporal.allocator_queue
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(allocator_id(site))
+    try:
+        described = await handle.describe()
+        if described.status is not WorkflowExecutionStatus.RUNNING:
+            return False
+        if described.task_queue == queue:
+            return False
+        await handle.signal(AllocatorWorkflow.move_to_queue, QueueMove(task_queue=queue))
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:  # none yet, or it just ended
+            return False
+        raise
+    logger.info("%s asked to move to task queue %s", allocator_id(site), queue)
+    return True

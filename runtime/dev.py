@@ -137,7 +137,8 @@ def banner(endpoints: DevEndpoints, settings: Settings, started: float) -> str:
     lines = [
         f"backorder dev is up in {took:.1f}s (site {settings.site})",
         f"  Temporal     {endpoints.temporal}  namespace {settings.temporal.namespace}, "
-        f"task queue {settings.temporal.task_queue}",
+        f"task queues {settings.temporal.task_queue} (orders), "
+        f"{settings.temporal.allocator_queue} (allocators)",
     ]
     if endpoints.ui_url:
         lines.append(f"  Web UI       {endpoints.ui_url}")

@@ -45,7 +45,7 @@ from tests.order_life import (
     stock,
 )
 from workflows.allocator import AllocatorWorkflow
-from workflows.allocator_messages import AllocatorStart, allocator_id
+from workflows.allocator_messages import AllocatorStart, QueueMove, allocator_id
 from workflows.backorder import BackorderWorkflow
 from workflows.converter import data_converter
 from workflows.messages import (
@@ -65,6 +65,8 @@ HISTORIES = Path(__file__).parent / "histories"
 BY_QUANTITY = BackorderPolicy(release_mode=ReleaseMode.QUANTITY, future_inventory=True)
 
 Scenario = Callable[[WorkflowEnvironment, str], Awaitable[str]]
+EntityScenario = Callable[[WorkflowEnvironment, str], Awaitable[str | tuple[str, str]]]
+"""An entity's scenario: its workflow id, or its id and the run whose history to keep."""
 """Runs one order's life on the task queue given; returns its workflow id."""
 
 
@@ -301,6 +303,60 @@ async def allocator_batches_events_and_checks(env: WorkflowEnvironment, queue: s
     return handle.id
 
 
+class LoadedAllocatorWorld:
+    """Fake allocator activities whose first pass runs until `release` is set: events sent
+    meanwhile arrive under load."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.running = asyncio.Event()
+        self.passes = 0
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name=c.ALLOCATE.name)
+        async def allocate(request: c.PassRequest) -> c.PassReport:
+            self.passes += 1
+            if self.passes == 1:
+                self.running.set()
+                await self.release.wait()
+            outcomes = tuple(
+                EventOutcome(event_id=e.event_id, status=EventStatus.APPLIED)
+                for e in request.events
+            )
+            return c.PassReport(pass_id=request.pass_id, site=request.site, outcomes=outcomes)
+
+        return [allocate]
+
+
+LOADED = LoadedAllocatorWorld()
+
+
+async def allocator_batches_under_load_then_moves(
+    env: WorkflowEnvironment, queue: str
+) -> tuple[str, str]:
+    """Started as before allocators had a queue of their own (none named): an idle pass at
+    once, two events under load batched after the window, then a move (continue-as-new). The
+    first run's history is kept."""
+    start = AllocatorStart(site="replay-move", batch_window=dt.timedelta(seconds=2))
+    handle = await env.client.start_workflow(
+        AllocatorWorkflow.run, start, id=allocator_id("replay-move"), task_queue=queue
+    )
+    first = StockReceived(event_id="E1", sku="KTP", location="DC", quantity=5)
+    await handle.signal(AllocatorWorkflow.inventory, InventoryBatch(events=(first,)))
+    await LOADED.running.wait()
+    for event_id in ("E2", "E3"):
+        event = first.model_copy(update={"event_id": event_id})
+        await handle.signal(AllocatorWorkflow.inventory, InventoryBatch(events=(event,)))
+    LOADED.release.set()
+    await env.sleep(dt.timedelta(seconds=5))
+    await handle.signal(AllocatorWorkflow.move_to_queue, QueueMove(task_queue=queue))
+    await env.sleep(dt.timedelta(seconds=5))
+    first_run = handle.first_execution_run_id
+    assert first_run is not None
+    await env.client.get_workflow_handle(handle.id).terminate("recorded")
+    return handle.id, first_run
+
+
 class NoticeWorld:
     """A fake outbox: the first round sends one notice and fails another (due again in 30 s),
     the second sends that one, then nothing is due."""
@@ -364,13 +420,19 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
 }
 
 
-async def record(version: str) -> list[Path]:
+async def record(version: str, only: str = "") -> list[Path]:
+    """Record every scenario whose name contains `only` as `<version>-<name>.json`."""
     written = []
-    entities: dict[str, tuple[Scenario, type, Callable[[], list[Callable[..., Any]]]]] = {
+    entities: dict[str, tuple[EntityScenario, type, Callable[[], list[Callable[..., Any]]]]] = {
         "allocator_batches_events_and_checks": (
             allocator_batches_events_and_checks,
             AllocatorWorkflow,
             lambda: AllocatorWorld().activities(),
+        ),
+        "allocator_batches_under_load_then_moves": (
+            allocator_batches_under_load_then_moves,
+            AllocatorWorkflow,
+            LOADED.activities,
         ),
         "notices_delivered_woken_retried_and_polled": (
             notices_delivered_woken_retried_and_polled,
@@ -385,6 +447,8 @@ async def record(version: str) -> list[Path]:
     try:
         await register_search_attributes(env.client, "default")
         for name, (scenario, world) in SCENARIOS.items():
+            if only not in name:
+                continue
             async with running(env, world, f"replay-{name}"):
                 workflow_id = await scenario(env, f"replay-{name}")
                 history = await env.client.get_workflow_handle(workflow_id).fetch_history()
@@ -392,12 +456,16 @@ async def record(version: str) -> list[Path]:
             path.write_text(history.to_json())
             written.append(path)
         for name, (entity_scenario, workflow_class, fakes) in entities.items():
+            if only not in name:
+                continue
             queue = f"replay-{name}"
             async with Worker(
                 env.client, task_queue=queue, workflows=[workflow_class], activities=fakes()
             ):
-                workflow_id = await entity_scenario(env, queue)
-                history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+                kept = await entity_scenario(env, queue)
+                workflow_id, run_id = kept if isinstance(kept, tuple) else (kept, None)
+                handle = env.client.get_workflow_handle(workflow_id, run_id=run_id)
+                history = await handle.fetch_history()
             path = HISTORIES / f"{version}-{name}.json"
             path.write_text(history.to_json())
             written.append(path)
@@ -409,7 +477,7 @@ async def record(version: str) -> list[Path]:
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.record_histories VERSION   (e.g. v2)")
-    for p in asyncio.run(record(sys.argv[1])):
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m tests.record_histories VERSION [PART]   (e.g. v9 allocator)")
+    for p in asyncio.run(record(*sys.argv[1:])):
         print(f"wrote {p}")

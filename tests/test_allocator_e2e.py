@@ -129,6 +129,25 @@ class Shop:
         )
         return found[0] if found else (0, 0)
 
+    @asynccontextmanager
+    async def busy(self) -> AsyncIterator[None]:
+        """The allocator in the middle of a pass, held there (its advisory lock is taken)
+        until the block ends: messages sent meanwhile arrive under load and share the next
+        pass, whatever the timing."""
+        async with await psycopg.AsyncConnection.connect(self.dsn) as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"allocator:{self.site}",),
+            )
+            before = (await allocator.allocator_status(self.client, self.site)).passes
+            check = AllocationCheck(reason="held busy", skus=(self.sku,))
+            await allocator.nudge(self.client, self.settings, self.site, check)
+            await eventually(
+                lambda: allocator.allocator_status(self.client, self.site),
+                lambda st: st.passes > before and not st.pending_check,
+            )
+            yield
+
     async def held(self, order_id: str) -> int:
         """Units the ledger holds for the order."""
         found = await rows(

@@ -219,7 +219,7 @@ async def test_an_allocator_nobody_serves_is_a_message_not_a_hang(
     code, out, err = await asyncio.to_thread(run_cli, *argv, "--site", site)
     assert code == 1, (out, err)
     assert f"allocator-{site} did not answer within 2s" in err
-    assert f"is a worker polling task queue {settings.temporal.task_queue}?" in err
+    assert f"is a worker polling task queue {settings.temporal.allocator_queue}?" in err
     assert then in err and "Traceback" not in err
 
 

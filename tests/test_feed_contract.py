@@ -36,6 +36,7 @@ from domain.inventory import (
 )
 from runtime import allocator
 from runtime.inventory_file import batch_of, match_outcomes, read_events, summarise
+from tests.polling import eventually
 from tests.test_allocator_e2e import Shop, rows, shop
 from workflows.allocator import AllocatorWorkflow
 from workflows.allocator_messages import AllocatorStart, FeedResult, PassOutcome, allocator_id
@@ -315,9 +316,15 @@ async def test_a_signalled_event_only_earlier_releases_accept_is_rejected_alone(
                 receipt_json(lax, "2", s.sku, s.location),
             ]
         }
-        await handle.signal("inventory", raw)
         check = AllocationCheck(reason="after the signal", skus=(s.sku,))
-        outcome: PassOutcome = await allocator.run_check(s.client, s.settings, s.site, check)
+        async with s.busy():  # the signal and the check share the next pass
+            await handle.signal("inventory", raw)
+            answer = asyncio.create_task(allocator.run_check(s.client, s.settings, s.site, check))
+            await eventually(
+                lambda: allocator.allocator_status(s.client, s.site),
+                lambda st: st.pending_events == 1 and st.pending_check,
+            )
+        outcome: PassOutcome = await answer
         status = await allocator.allocator_status(s.client, s.site)
         history = await handle.fetch_history()
     assert [o.event_id for o in outcome.report.outcomes] == [good]
@@ -347,18 +354,19 @@ async def test_an_id_waiting_for_the_pass_with_other_content_is_rejected_as_a_co
     async with shop(dev_env, pg_pool, pg_dsn, window=dt.timedelta(seconds=2)) as s:
         handle = await started(s)
         event = s.receipt(5)
-        first = await handle.start_update(
-            AllocatorWorkflow.apply_inventory,
-            InventoryBatch(events=(event,)),
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-        )
         changed = event.model_copy(update={"quantity": 2})
-        second, applied = await asyncio.gather(
-            handle.execute_update(
-                AllocatorWorkflow.apply_inventory, InventoryBatch(events=(changed,))
-            ),
-            first.result(),
-        )
+        async with s.busy():  # both arrive while a pass runs: they share the next one
+            first = await handle.start_update(
+                AllocatorWorkflow.apply_inventory,
+                InventoryBatch(events=(event,)),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            )
+            second_sent = await handle.start_update(
+                AllocatorWorkflow.apply_inventory,
+                InventoryBatch(events=(changed,)),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            )
+        second, applied = await asyncio.gather(second_sent.result(), first.result())
     assert [o.status for o in applied.outcomes] == [EventStatus.APPLIED]
     assert second.pass_id == applied.pass_id
     assert second.outcomes == (

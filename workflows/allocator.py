@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         PassLog,
         PassOutcome,
         PendingWork,
+        QueueMove,
     )
     from workflows.calls import call
     from workflows.converter import INVALID_INPUT
@@ -49,6 +50,12 @@ REFUSE_AT_ARRIVAL = "allocator-refuses-inexact-and-conflicting-events"
 (a quantity of "2") is refused, not applied as decoded; an event whose id is waiting for the
 pass with other content is refused, not answered with the waiting event's outcome. Both are
 rejected in the next pass's `refused` (histories recorded before replay as they ran)."""
+BATCH_UNDER_LOAD = "allocator-batches-only-under-load"
+"""Patch: the batch window is waited for only when events arrived while the last pass ran; an
+idle allocator runs a pass at once (before: every pass waited for the window)."""
+MOVES_TO_ITS_QUEUE = "allocator-moves-to-its-own-queue"
+"""Patch: the `move_to_queue` signal continues the allocator as new on the task queue named
+(histories recorded before never had the signal)."""
 RECENT_PASSES = 20
 """Passes kept for the status query."""
 RESULTS_KEPT = 50
@@ -78,20 +85,35 @@ class AllocatorWorkflow:
         self._batch = 0
         """The batch now filling; it is taken by the next pass."""
         self._results: dict[int, PassOutcome] = {}
+        self._queue = start.task_queue
+        self._move_to: str | None = None
+        """A task queue the workers now serve this allocator on; it continues as new there."""
+        self._loaded = False
+        """Events arrived while the last pass ran: the next pass waits for the window."""
 
     @workflow.run
     async def run(self, start: AllocatorStart) -> None:
         while True:
-            await workflow.wait_condition(self._has_work)
-            if self._window:
-                await workflow.sleep(self._window)  # let events arriving together batch up
-            await self._run_pass()
-            if workflow.info().is_continue_as_new_suggested():
+            await workflow.wait_condition(lambda: self._has_work() or self._moving())
+            if self._has_work():
+                if self._window and self._batching():
+                    await workflow.sleep(self._window)  # let events arriving together batch up
+                await self._run_pass()
+                self._loaded = self._has_work()
+            if self._moving() or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() or self._has_work()
                 )
                 if not self._has_work():
-                    workflow.continue_as_new(self._carried())
+                    workflow.continue_as_new(self._carried(), task_queue=self._move_to)
+
+    def _batching(self) -> bool:
+        """Whether to wait for the window: always in runs recorded before the patch; now only
+        under load (events came faster than passes finish)."""
+        return self._loaded or not workflow.patched(BATCH_UNDER_LOAD)
+
+    def _moving(self) -> bool:
+        return self._move_to is not None
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -105,6 +127,13 @@ class AllocatorWorkflow:
     def check(self, check: c.AllocationCheck | None = None) -> None:
         """Look at some skus or orders in the next pass; no skus and no orders: every sku."""
         self._add_check(check or c.AllocationCheck())
+
+    @workflow.signal
+    def move_to_queue(self, move: QueueMove) -> None:
+        """Continue as new on `move.task_queue` once the work in flight is answered (a worker
+        sends it to an allocator started before allocators had a queue of their own)."""
+        if move.task_queue != self._queue and workflow.patched(MOVES_TO_ITS_QUEUE):
+            self._move_to = move.task_queue
 
     @workflow.update
     async def apply_inventory(self, batch: InventoryBatch) -> FeedResult:
@@ -290,6 +319,7 @@ class AllocatorWorkflow:
             passes=self._passes,
             pending=self._pending(),
             recent=tuple(self._recent),
+            task_queue=self._move_to or self._queue,
         )
 
 

@@ -61,6 +61,17 @@ class AllocatorStart(Contract):
     """Passes run so far (the next pass's number)."""
     pending: PendingWork = PendingWork()
     recent: tuple[PassLog, ...] = ()
+    task_queue: str | None = None
+    """The task queue this run was started on (None: a run started before allocators had a
+    queue of their own, on the orders' queue)."""
+
+
+class QueueMove(Contract):
+    """The `move_to_queue` signal: the task queue the workers now serve this allocator on. A
+    worker sends it at start to an allocator running elsewhere; the allocator continues as new
+    there once its in-flight work is answered."""
+
+    task_queue: Identifier
 
 
 class FeedResult(Contract):
@@ -102,5 +113,6 @@ __all__ = [
     "PassLog",
     "PassOutcome",
     "PendingWork",
+    "QueueMove",
     "allocator_id",
 ]
