@@ -100,16 +100,19 @@ def activities(
     read_model = ReadModelActivities(pool, settings.site)
     inventory = InventoryActivities(pool, allocation.nudge_allocator)
     notices = NoticeActivities(pool, settings.notifications.storefront, wake, news)
+    payments = PaymentActivities(gateway)
     return [
         *allocation.activities(),
         *read_model.activities(),
         PolicyActivities(settings).load_policy,
         *inventory.activities(),
-        *PaymentActivities(gateway).activities(),
+        *payments.activities(),
         *notices.activities(),
         *NoticeDeliveryActivities(pool, settings.notifications, channel, news).activities(),
         *FulfilmentActivities(pool).activities(),
-        *OrderEffectActivities(pool, inventory, notices, read_model).activities(),
+        *OrderEffectActivities(
+            pool, inventory, notices, read_model, payments.capture_payment
+        ).activities(),
     ]
 
 

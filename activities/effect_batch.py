@@ -4,7 +4,14 @@ define."""
 
 from __future__ import annotations
 
-from activities.contracts import ActivityContract, DemandUpdate, Empty, Notice, ShipmentRequest
+from activities.contracts import (
+    ActivityContract,
+    DemandUpdate,
+    Notice,
+    PaymentRequest,
+    PaymentResult,
+    ShipmentRequest,
+)
 from domain.order import Contract, Identifier
 from workflows.messages import OrderRecord
 
@@ -20,6 +27,25 @@ class EffectBatch(Contract):
     demand: tuple[DemandUpdate, ...] = ()
     notices: tuple[Notice, ...] = ()
     records: tuple[OrderRecord, ...] = ()
+    captures: tuple[PaymentRequest, ...] = ()
+    """Captures of the transition's shipments, made once the writes are committed (each under
+    its own key, as `capture_payment` makes it)."""
 
 
-APPLY_ORDER_EFFECTS = ActivityContract("apply_order_effects", EffectBatch, Empty)
+class CaptureOutcome(Contract):
+    """What became of one capture of the batch: the gateway's result, or why there is none (a
+    decline, a refused request, or a gateway that failed for longer than a payment waits)."""
+
+    key: str
+    result: PaymentResult | None = None
+    failure: str | None = None
+
+
+class EffectOutcome(Contract):
+    """Output of `apply_order_effects`: each capture's outcome, in the batch's order (nothing
+    else: the writes either all committed or the activity failed)."""
+
+    captures: tuple[CaptureOutcome, ...] = ()
+
+
+APPLY_ORDER_EFFECTS = ActivityContract("apply_order_effects", EffectBatch, EffectOutcome)

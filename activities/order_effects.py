@@ -5,18 +5,26 @@ activities, one after another: four round trips to Temporal and four to PostgreS
 moment where a notice said what the shipments table did not yet show. Here the same writes
 (each still once per key, with the same refusals) commit together; what must follow a commit
 (waking notice delivery, asking the allocator about stock free for the demand) follows it.
+
+A release's captures ride along (`capture-with-the-release-write`): made after the commit, each
+under its own key, so a retry writes nothing twice and the gateway captures once. A decline is
+an outcome, not a failure: the workflow records it and calls an operator, as it did when the
+capture was a step of its own. A gateway that keeps failing is retried for as long as a payment
+step was (CAPTURE_PATIENCE), then reported the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.contracts import Empty
-from activities.effect_batch import APPLY_ORDER_EFFECTS, EffectBatch
+from activities.contracts import PaymentRequest, PaymentResult
+from activities.effect_batch import APPLY_ORDER_EFFECTS, CaptureOutcome, EffectBatch, EffectOutcome
 from activities.fulfilment import write_shipment
 from activities.inventory import InventoryActivities
 from activities.notices import NoticeActivities
@@ -32,21 +40,24 @@ class OrderEffectActivities:
         inventory: InventoryActivities,
         notices: NoticeActivities,
         read_model: ReadModelActivities,
+        capture: Callable[[PaymentRequest], Awaitable[PaymentResult]],
     ) -> None:
         self._pool = pool
         self._inventory = inventory
         self._notices = notices
         self._read_model = read_model
+        self._capture = capture
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.apply_order_effects]
 
     @activity.defn(name=APPLY_ORDER_EFFECTS.name)
-    async def apply_order_effects(self, batch: EffectBatch) -> Empty:
+    async def apply_order_effects(self, batch: EffectBatch) -> EffectOutcome:
         """Shipments, demand, notices and records of the batch, in that order, in one
-        transaction; nothing is written if any part is refused (`InvalidRequest`)."""
+        transaction; nothing is written if any part is refused (`InvalidRequest`). Then the
+        captures, each one's outcome reported."""
         activity.logger.info(
-            "%s order=%s: %d shipments, %d demand, %d notices (%s), %d records",
+            "%s order=%s: %d shipments, %d demand, %d notices (%s), %d records, %d captures",
             APPLY_ORDER_EFFECTS.name,
             batch.order_id,
             len(batch.shipments),
@@ -54,6 +65,7 @@ class OrderEffectActivities:
             len(batch.notices),
             ", ".join(n.kind for n in batch.notices),
             len(batch.records),
+            len(batch.captures),
         )
         async with self._pool.connection() as conn:
             async with conn.transaction():
@@ -69,4 +81,25 @@ class OrderEffectActivities:
                 await self._inventory.after_demand(conn, batch.demand[-1])
         if batch.notices:  # one wake reads every notice waiting
             await self._notices.wake_delivery(batch.notices[-1].key)
-        return Empty()
+        return EffectOutcome(captures=tuple([await self._captured(r) for r in batch.captures]))
+
+    async def _captured(self, request: PaymentRequest) -> CaptureOutcome:
+        """One capture's outcome; a gateway error is raised (Temporal retries the whole batch,
+        whose writes are then no-ops) until CAPTURE_PATIENCE has passed since the first try."""
+        try:
+            return CaptureOutcome(key=request.key, result=await self._capture(request))
+        except ApplicationError as err:
+            if not err.non_retryable:
+                raise
+            return CaptureOutcome(key=request.key, failure=str(err))
+        except Exception as err:
+            info = activity.info()
+            if datetime.now(UTC) - info.scheduled_time < CAPTURE_PATIENCE:
+                raise
+            failure = f"{err} (gave up after {info.attempt} tries)"
+            return CaptureOutcome(key=request.key, failure=failure)
+
+
+CAPTURE_PATIENCE = timedelta(minutes=30)
+"""How long a capture keeps being tried before an operator is called: about as long as a
+payment step's own retries (workflows/calls.py PAYMENT)."""

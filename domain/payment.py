@@ -115,8 +115,8 @@ class PaymentBook(Contract):
         match op.step:
             case PaymentStep.AUTHORISE:
                 update = {"authorisation": op.reference, "authorised": op.amount}
-            case PaymentStep.CAPTURE:
-                update = {"authorised": self.authorised - op.amount}
+            case PaymentStep.CAPTURE:  # (made with the writes, it may follow the book's close)
+                update = {"authorised": max(self.authorised - op.amount, ZERO)}
                 update["captured"] = self.captured + op.amount
             case PaymentStep.VOID if current:
                 update = {"authorised": self.authorised - op.amount}

@@ -20,7 +20,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
-from activities.effect_batch import APPLY_ORDER_EFFECTS, EffectBatch
+from activities.effect_batch import (
+    APPLY_ORDER_EFFECTS,
+    CaptureOutcome,
+    EffectBatch,
+    EffectOutcome,
+)
 from domain.planner import Catalog, Location, Stock
 from domain.policy import BackorderPolicy
 from workflows.messages import OrderRecord
@@ -175,27 +180,30 @@ class World:
             world.checks.append(request)
             return c.Empty()
 
+        async def gateway(
+            contract: c.ActivityContract[Any, Any], request: c.PaymentRequest
+        ) -> c.PaymentResult:
+            if contract.name in world.gates:
+                if activity.info().is_local:  # a slow gateway outlasts the local tries
+                    raise ApplicationError(f"{contract.name}: the gateway is slow (gated)")
+                await world.gates[contract.name].pass_through()
+            if contract.name in world.decline:
+                raise ApplicationError("card declined", type=c.PAYMENT_DECLINED, non_retryable=True)
+            world.refs += 1
+            now = await world.now()
+            expires = now + world.hold if contract is c.AUTHORISE_PAYMENT else None
+            result = c.PaymentResult(
+                reference=f"{contract.name.split('_')[0]}-{world.refs}",
+                amount=request.amount,
+                expires_at=expires,
+            )
+            applied: c.PaymentResult = await world._apply(contract.name, request, result)
+            return applied
+
         def payment(contract: c.ActivityContract[Any, Any]) -> Callable[..., Any]:
             @activity.defn(name=contract.name)
             async def pay(request: c.PaymentRequest) -> c.PaymentResult:
-                if contract.name in world.gates:
-                    if activity.info().is_local:  # a slow gateway outlasts the local tries
-                        raise ApplicationError(f"{contract.name}: the gateway is slow (gated)")
-                    await world.gates[contract.name].pass_through()
-                if contract.name in world.decline:
-                    raise ApplicationError(
-                        "card declined", type=c.PAYMENT_DECLINED, non_retryable=True
-                    )
-                world.refs += 1
-                now = await world.now()
-                expires = now + world.hold if contract is c.AUTHORISE_PAYMENT else None
-                result = c.PaymentResult(
-                    reference=f"{contract.name.split('_')[0]}-{world.refs}",
-                    amount=request.amount,
-                    expires_at=expires,
-                )
-                applied: c.PaymentResult = await world._apply(contract.name, request, result)
-                return applied
+                return await gateway(contract, request)
 
             return pay
 
@@ -204,16 +212,27 @@ class World:
             world.records.append(record)
 
         @activity.defn(name=APPLY_ORDER_EFFECTS.name)
-        async def apply_order_effects(batch: EffectBatch) -> c.Empty:
-            """A transition's writes (lean-history), as the steps they were each before."""
+        async def apply_order_effects(batch: EffectBatch) -> EffectOutcome:
+            """A transition's writes (lean-history), as the steps they were each before, then
+            its captures (capture-with-the-release-write) as `capture_payment` calls."""
             for shipment in batch.shipments:
                 await world._apply(c.PUBLISH_SHIPMENT.name, shipment)
             for demand in batch.demand:
                 await world._apply(c.UPDATE_DEMAND.name, demand)
             for notice in batch.notices:
                 await world._apply(c.SEND_NOTICE.name, notice)
-            world.records.extend(batch.records)
-            return c.Empty()
+            for record in batch.records:  # an upsert: the same row again is no change
+                if not world.records or world.records[-1] != record:
+                    world.records.append(record)
+            outcomes = []
+            for request in batch.captures:
+                try:
+                    result = await gateway(c.CAPTURE_PAYMENT, request)
+                except ApplicationError as err:
+                    outcomes.append(CaptureOutcome(key=request.key, failure=str(err)))
+                else:
+                    outcomes.append(CaptureOutcome(key=request.key, result=result))
+            return EffectOutcome(captures=tuple(outcomes))
 
         return [
             claim_order,

@@ -154,10 +154,11 @@ async def test_a_ninety_day_life(time_skipping_env: WorkflowEnvironment) -> None
         ("ftc_deadline", c.Severity.HIGH, 25.0)
     ]
 
-    # Retried after a lost response: more attempts than effects, but each key applied once.
+    # Retried after a lost response: more attempts than effects, but each key applied once (a
+    # capture lost in a transition's write step tries the step's writes again too).
     for name in ("capture_payment", "send_notice", "void_payment"):
         tries = [a for a in world.attempts if a.name == name]
-        assert len(tries) == len(world.applied(name)) + 1, name
+        assert len(tries) > len(world.applied(name)), name
     assert len(world.effects) == len(
         {a.request.key for a in world.attempts if hasattr(a.request, "key")}
     )

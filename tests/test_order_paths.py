@@ -576,7 +576,8 @@ async def test_auto_cancel_takes_only_what_is_still_backordered(
         (c.NoticeKind.STILL_WAITING, 14.0),  # B still waits for PO-1
         (c.NoticeKind.SHIPPED, 19.0),
     ]
-    assert names(since(world, mark)) == ["capture_payment", "publish_shipment", "send_notice"]
+    # the capture is made with the release's writes, once they are committed
+    assert names(since(world, mark)) == ["publish_shipment", "send_notice", "capture_payment"]
     assert world.payments() == [
         ("void", Decimal("20.00"), "auth-0"),
         ("capture", Decimal("15.00"), "auth-0"),
@@ -1070,3 +1071,38 @@ async def test_an_order_that_reaches_us_late_gets_its_ftc_notice_at_once(
     notice = world.applied("send_notice")[1]
     assert notice.revised_ship_date is not None and notice.revised_ship_date > t0.date()
     assert near(world.effects[notice.key].at, t0)  # at acceptance, not days later
+
+
+async def test_a_capture_declined_in_the_release_write_is_recorded_and_its_hold_voided(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """The release's capture is made with its writes (capture-with-the-release-write) and the
+    gateway declines it: the shipment still goes, the decline is in the payment book, an
+    operator is called, and the order's end voids what the capture left held."""
+    env = time_skipping_env
+    order = make_order(await env.get_current_time(), [("KTP", 2, "10.00")], paid="20.00")
+    world = World(decline={"capture_payment"})
+    queue = task_queue()
+    async with running(env, world, queue):
+        handle = await start(env, order, queue)
+        shipment = ready(current("L1", "KTP", 2))
+        allotment = AllotmentSignal(
+            pass_id="P1", release=release(order.order_id, [("L1", "KTP", 2, 0)], shipment)
+        )
+        await handle.signal(BackorderWorkflow.allotment, allotment)
+        summary = await handle.result()
+
+    assert summary.status is BackorderStatus.COMPLETED
+    assert len(world.applied("publish_shipment")) == 1
+    assert c.NoticeKind.SHIPPED in world.notices()
+    assert [r.kind for r in world.applied("raise_exception")] == ["payment_capture_failed"]
+    (void,) = world.applied("void_payment")
+    assert order.payment is not None
+    assert world.payments() == [("void", Decimal("20.00"), order.payment.reference)]
+    assert void.key == f"{order.workflow_id}/final/void"
+    assert summary.payment is not None
+    assert (summary.payment.captured, summary.payment.authorised) == (Decimal(0), Decimal(0))
+    assert [(op.step.value, op.failure is None) for op in summary.payment.operations] == [
+        ("capture", False),
+        ("void", True),
+    ]

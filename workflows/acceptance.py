@@ -8,7 +8,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows.failures import cause_of, error_type_of
 from workflows.order_views import cancelled_in, waiting_items
-from workflows.patches import FTC_FROM_PLACED_AT, LEAN_HISTORY, patched
+from workflows.patches import FTC_FROM_PLACED_AT, lean, patched
 from workflows.shipping import Shipping
 
 with workflow.unsafe.imports_passed_through():
@@ -59,7 +59,7 @@ class Acceptance(Shipping):
         placed = patched(FTC_FROM_PLACED_AT)  # the FTC clock runs from placed_at
         self._schedule = ScheduleState(
             # since the order came in (its search attribute says so from the first task on)
-            accepted_at=self._schedule.accepted_at if patched(LEAN_HISTORY) else now,
+            accepted_at=self._schedule.accepted_at if lean() else now,
             ordered_at=order.placed_at if placed else None,
             applied_for_credit=placed and order.applied_for_credit,
             stated_ship_date=order.stated_ship_date,

@@ -18,7 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from workflows.failures import cause_of, error_type_of
-from workflows.patches import LEAN_HISTORY
+from workflows.patches import lean
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
@@ -105,7 +105,7 @@ async def run_step(
     with the durable retry policy. A refusal (a duplicate order, a bad request) is final."""
     retries = PAYMENT if name in _PAYMENTS else UNTIL_IT_WORKS
     timeout = run_for or timedelta(seconds=30)
-    if name in LOCAL_FIRST and heartbeat is None and workflow.patched(LEAN_HISTORY):
+    if name in LOCAL_FIRST and heartbeat is None and lean():
         try:
             return await workflow.execute_local_activity(
                 name,

@@ -12,13 +12,13 @@ from typing import Any
 from temporalio import workflow
 
 from workflows import search_attributes as sa
-from workflows.order_state import OrderState, PendingEffects
+from workflows.order_state import OrderState, PendingCapture, PendingEffects
 from workflows.order_views import current_details, search_attributes, status_of
-from workflows.patches import LEAN_HISTORY, NUDGE_WHEN_FREED, patched
+from workflows.patches import NUDGE_WHEN_FREED, lean, patched
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from activities.effect_batch import APPLY_ORDER_EFFECTS
+    from activities.effect_batch import APPLY_ORDER_EFFECTS, CaptureOutcome
     from domain.order_book import BookedShipment
     from domain.planner import Allotment
     from domain.schedule import record_cleared, record_expected_ship_date
@@ -64,13 +64,21 @@ class OrderEffects(OrderState):
         asks for this before any other step, so writes keep their order with the ledger's."""
         if not self._pending:
             return
-        batch, self._pending = self._pending.batch(self._order.order_id), PendingEffects()
-        await call(APPLY_ORDER_EFFECTS, batch)
+        pending, self._pending = self._pending, PendingEffects()
+        outcome = await call(APPLY_ORDER_EFFECTS, pending.batch(self._order.order_id))
+        if pending.captures:
+            await self._record_captures(pending.captures, outcome.captures)
+
+    async def _record_captures(
+        self, pending: list[PendingCapture], outcomes: tuple[CaptureOutcome, ...]
+    ) -> None:
+        """Record what became of the captures made with the writes (see PaymentSteps)."""
+        raise NotImplementedError
 
     async def _write(self, waiting: list[Any], step: str, request: Any) -> None:
         """One write of the transition: kept in `waiting` for the transition's one write step
         (lean-history), or, in runs from before, the activity `step` of its own."""
-        if patched(LEAN_HISTORY):
+        if lean():
             waiting.append(request)
         else:
             await run_step(step, request, None)
@@ -151,7 +159,7 @@ class OrderEffects(OrderState):
         )
         if self._exceptions.as_of is not None:  # news came (open-exceptions-news)
             attributes.append(sa.OPEN_EXCEPTIONS.value_set(self._exceptions.open))
-        if patched(LEAN_HISTORY):  # only what changed: each upsert is a history event
+        if lean():  # only what changed: each upsert is a history event
             now = workflow.info().typed_search_attributes
             attributes = [a for a in attributes if now.get(a.key) != a.value]
         if attributes:

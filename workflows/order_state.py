@@ -26,6 +26,16 @@ with workflow.unsafe.imports_passed_through():
 LOG_LIMIT = 200
 
 
+@dataclass(frozen=True)
+class PendingCapture:
+    """A shipment's capture waiting for the transition's write step
+    (capture-with-the-release-write): its request, its step and when it was decided."""
+
+    request: c.PaymentRequest
+    step: str
+    at: dt.datetime
+
+
 @dataclass
 class PendingEffects:
     """The writes of the transition under way (lean-history): applied together, in one
@@ -35,9 +45,10 @@ class PendingEffects:
     demand: list[c.DemandUpdate] = field(default_factory=list)
     notices: list[c.Notice] = field(default_factory=list)
     records: list[OrderRecord] = field(default_factory=list)
+    captures: list[PendingCapture] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.shipments or self.demand or self.notices or self.records)
+        return bool(self.shipments or self.demand or self.notices or self.records or self.captures)
 
     def batch(self, order_id: str) -> EffectBatch:
         return EffectBatch(
@@ -46,6 +57,7 @@ class PendingEffects:
             demand=tuple(self.demand),
             notices=tuple(self.notices),
             records=tuple(self.records),
+            captures=tuple(p.request for p in self.captures),
         )
 
 

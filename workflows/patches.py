@@ -43,9 +43,24 @@ are upserted only when they change; and every patch above is taken without being
 (`patched`). Before: a regular activity per step and an upsert per publication."""
 
 
+CAPTURE_WITH_WRITES = "capture-with-the-release-write"
+"""Patch, and the second generation of lean runs: a shipment's capture waits for the
+transition's write step and is made in it, after the commit (`apply_order_effects` reports
+each capture's outcome, which the workflow then records as it recorded `capture_payment`'s):
+a release is one activity, not two. A run that took it is lean (every patch above is taken
+without asking). Runs that already took `lean-history` keep capturing in a step of their own:
+having asked for it during their replay, they never take this one."""
+
+
+def lean() -> bool:
+    """Whether the run is lean (`lean-history` or a later generation). A run started since asks
+    for the newest generation only: one marker, however many generations there are."""
+    return workflow.patched(CAPTURE_WITH_WRITES) or workflow.patched(LEAN_HISTORY)
+
+
 def patched(patch_id: str) -> bool:
-    """`workflow.patched` for the order's patches. A run that took `lean-history` (every run
-    started since) takes every earlier patch's new path without asking: asking records a marker
-    and an upsert of `TemporalChangeVersion`, two history events per patch per run. A run
-    started before asks as it always did, so its history replays."""
-    return workflow.patched(LEAN_HISTORY) or workflow.patched(patch_id)
+    """`workflow.patched` for the order's patches. A lean run (every run started since
+    `lean-history`) takes every earlier patch's new path without asking: asking records a
+    marker and an upsert of `TemporalChangeVersion`, two history events per patch per run. A
+    run started before asks as it always did, so its history replays."""
+    return lean() or workflow.patched(patch_id)
