@@ -6,7 +6,7 @@ moment where a notice said what the shipments table did not yet show. Here the s
 (each still once per key, with the same refusals) commit together; what must follow a commit
 (waking notice delivery, asking the allocator about stock free for the demand) follows it.
 
-A release's captures ride along (`capture-with-the-release-write`): made after the commit, each
+A release's captures ride along (`lean-history-2`): made after the commit, each
 under its own key, so a retry writes nothing twice and the gateway captures once. A decline is
 an outcome, not a failure: the workflow records it and calls an operator, as it did when the
 capture was a step of its own. A gateway that keeps failing is retried for as long as a payment

@@ -214,7 +214,7 @@ class World:
         @activity.defn(name=APPLY_ORDER_EFFECTS.name)
         async def apply_order_effects(batch: EffectBatch) -> EffectOutcome:
             """A transition's writes (lean-history), as the steps they were each before, then
-            its captures (capture-with-the-release-write) as `capture_payment` calls."""
+            its captures (lean-history-2) as `capture_payment` calls."""
             for shipment in batch.shipments:
                 await world._apply(c.PUBLISH_SHIPMENT.name, shipment)
             for demand in batch.demand:

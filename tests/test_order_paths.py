@@ -1076,7 +1076,7 @@ async def test_an_order_that_reaches_us_late_gets_its_ftc_notice_at_once(
 async def test_a_capture_declined_in_the_release_write_is_recorded_and_its_hold_voided(
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    """The release's capture is made with its writes (capture-with-the-release-write) and the
+    """The release's capture is made with its writes (lean-history-2) and the
     gateway declines it: the shipment still goes, the decline is in the payment book, an
     operator is called, and the order's end voids what the capture left held."""
     env = time_skipping_env

@@ -22,6 +22,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.acceptance import Acceptance
+from workflows.alarm import Alarm
 from workflows.allotments import Allotments
 from workflows.customer_service import CustomerService, RefusedMessage, ServiceMessage
 from workflows.failures import cause_of, error_type_of
@@ -29,6 +30,7 @@ from workflows.order_state import PendingEffects
 from workflows.order_views import line_statuses, order_summary, waiting_book
 from workflows.patches import (
     CLAIM_ORDER_ID,
+    LEAN_HISTORY_2,
     OPEN_EXCEPTIONS_NEWS,
     SETTLE_UNDER_LOCK,
     STRICT_CONTRACT,
@@ -69,6 +71,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         self._inbox: list[Event] = []
         self._lock = asyncio.Lock()
         self._pending = PendingEffects()
+        self._alarm = Alarm()
         self._accepted = isinstance(start, CarriedState)
         carried = start
         if not isinstance(carried, CarriedState):
@@ -215,6 +218,12 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
     async def _sleep(self) -> None:
         """Until a message arrives (or an update settles the order), or the next timer."""
         wakeup = next_wakeup(self._schedule, self._policy)
+        if workflow.patched(LEAN_HISTORY_2):
+            self._alarm.set(wakeup)
+            await workflow.wait_condition(
+                lambda: bool(self._inbox) or self._book.settled or self._alarm.rang
+            )
+            return
         timeout = None
         if wakeup is not None:
             timeout = max(wakeup - workflow.now(), timedelta(seconds=1))

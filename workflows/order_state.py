@@ -29,7 +29,7 @@ LOG_LIMIT = 200
 @dataclass(frozen=True)
 class PendingCapture:
     """A shipment's capture waiting for the transition's write step
-    (capture-with-the-release-write): its request, its step and when it was decided."""
+    (lean-history-2): its request, its step and when it was decided."""
 
     request: c.PaymentRequest
     step: str

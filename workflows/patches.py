@@ -43,19 +43,20 @@ are upserted only when they change; and every patch above is taken without being
 (`patched`). Before: a regular activity per step and an upsert per publication."""
 
 
-CAPTURE_WITH_WRITES = "capture-with-the-release-write"
-"""Patch, and the second generation of lean runs: a shipment's capture waits for the
-transition's write step and is made in it, after the commit (`apply_order_effects` reports
-each capture's outcome, which the workflow then records as it recorded `capture_payment`'s):
-a release is one activity, not two. A run that took it is lean (every patch above is taken
-without asking). Runs that already took `lean-history` keep capturing in a step of their own:
-having asked for it during their replay, they never take this one."""
+LEAN_HISTORY_2 = "lean-history-2"
+"""Patch, the second generation of lean runs. A shipment's capture waits for the transition's
+write step and is made in it, after the commit (`apply_order_effects` reports each capture's
+outcome, which the workflow records as it recorded `capture_payment`'s): a release is one
+activity, not two. The order's timer is kept across wake-ups and set again only when its
+instant changes (before: started for every wait, cancelled by every message). A run that took
+it is lean (every patch above is taken without asking). Runs that took `lean-history` keep
+their ways: having asked for this one while replaying, they never take it."""
 
 
 def lean() -> bool:
     """Whether the run is lean (`lean-history` or a later generation). A run started since asks
     for the newest generation only: one marker, however many generations there are."""
-    return workflow.patched(CAPTURE_WITH_WRITES) or workflow.patched(LEAN_HISTORY)
+    return workflow.patched(LEAN_HISTORY_2) or workflow.patched(LEAN_HISTORY)
 
 
 def patched(patch_id: str) -> bool:

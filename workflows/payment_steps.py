@@ -15,7 +15,7 @@ from workflows.failures import cause_of
 from workflows.order_effects import OrderEffects
 from workflows.order_state import PendingCapture
 from workflows.order_views import unshipped_items
-from workflows.patches import CAPTURE_WITH_WRITES, REFUND_NOTICE, patched
+from workflows.patches import LEAN_HISTORY_2, REFUND_NOTICE, patched
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
@@ -38,7 +38,7 @@ GATEWAY = {
 class PaymentSteps(OrderEffects):
     async def _capture(self, shipment: BookedShipment) -> None:
         """Capture what the shipment is worth (payment at shipment): made with the transition's
-        writes (capture-with-the-release-write), or in a step of its own in earlier runs."""
+        writes (lean-history-2), or in a step of its own in earlier runs."""
         book = self._book_if_captured()
         if book is None:
             return
@@ -47,7 +47,7 @@ class PaymentSteps(OrderEffects):
             return
         step = f"capture/{shipment.shipment_id}"
         reference = book.authorisation
-        if workflow.patched(CAPTURE_WITH_WRITES):
+        if workflow.patched(LEAN_HISTORY_2):
             request = self._payment_request(amount, reference, step)
             self._pending.captures.append(PendingCapture(request, step, workflow.now()))
         else:
