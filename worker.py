@@ -35,6 +35,7 @@ from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
 from activities.notice_delivery import NoticeDeliveryActivities
 from activities.notices import NoticeActivities
+from activities.opening import OpeningActivities
 from activities.order_effects import OrderEffectActivities
 from activities.payments import PaymentActivities
 from activities.policy import PolicyActivities
@@ -101,11 +102,15 @@ def activities(
     inventory = InventoryActivities(pool, allocation.nudge_allocator)
     notices = NoticeActivities(pool, settings.notifications.storefront, wake, news)
     payments = PaymentActivities(gateway)
+    policy = PolicyActivities(settings)
     return [
         *allocation.activities(),
         *read_model.activities(),
-        PolicyActivities(settings).load_policy,
+        policy.load_policy,
         *inventory.activities(),
+        *OpeningActivities(
+            read_model.claim_order, policy.load_policy, inventory.check_availability
+        ).activities(),
         *payments.activities(),
         *notices.activities(),
         *NoticeDeliveryActivities(pool, settings.notifications, channel, news).activities(),

@@ -113,6 +113,20 @@ class Availability(Contract):
     catalog: Catalog
 
 
+class OrderOpening(Contract):
+    """Acceptance's first step in one call (lean-history-2): claim the order id, then read the
+    site's policy and the stock of the order's skus."""
+
+    claim: OrderClaim
+    policy: PolicyRequest
+    availability: AvailabilityRequest
+
+
+class OpenedOrder(Contract):
+    policy: SitePolicy
+    availability: Availability
+
+
 class StockReservation(Contract):
     """Reserve the allotments of shipments created at acceptance (or free them: `release`)."""
 
@@ -331,6 +345,7 @@ class DeliveryReport(Contract):
 CLAIM_ORDER = ActivityContract("claim_order", OrderClaim, Empty)
 LOAD_POLICY = ActivityContract("load_policy", PolicyRequest, SitePolicy)
 CHECK_AVAILABILITY = ActivityContract("check_availability", AvailabilityRequest, Availability)
+OPEN_ORDER = ActivityContract("open_order", OrderOpening, OpenedOrder)
 RESERVE_STOCK = ActivityContract("reserve_stock", StockReservation, Empty)
 RELEASE_STOCK = ActivityContract("release_stock", StockReservation, Empty)
 UPDATE_DEMAND = ActivityContract("update_demand", DemandUpdate, Empty)
@@ -347,6 +362,7 @@ ALL: tuple[ActivityContract[Any, Any], ...] = (
     CLAIM_ORDER,
     LOAD_POLICY,
     CHECK_AVAILABILITY,
+    OPEN_ORDER,
     RESERVE_STOCK,
     RELEASE_STOCK,
     UPDATE_DEMAND,

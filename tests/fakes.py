@@ -156,6 +156,14 @@ class World:
         async def check_availability(request: c.AvailabilityRequest) -> c.Availability:
             return c.Availability(stock=world.stock, catalog=world.catalog)
 
+        @activity.defn(name=c.OPEN_ORDER.name)
+        async def open_order(opening: c.OrderOpening) -> c.OpenedOrder:
+            await claim_order(opening.claim)
+            return c.OpenedOrder(
+                policy=await load_policy(opening.policy),
+                availability=await check_availability(opening.availability),
+            )
+
         @activity.defn(name=c.RESERVE_STOCK.name)
         async def reserve_stock(request: c.StockReservation) -> c.Empty:
             if world.short_reservations > 0:
@@ -238,6 +246,7 @@ class World:
             claim_order,
             load_policy,
             check_availability,
+            open_order,
             reserve_stock,
             simple(c.RELEASE_STOCK),
             simple(c.UPDATE_DEMAND),

@@ -19,7 +19,7 @@ TOUCH_STOCK_OR_MONEY: set[c.ActivityContract[Any, Any]] = {
 
 def test_names_are_unique_and_every_contract_is_listed() -> None:
     names = [contract.name for contract in (*c.ALL, *c.ALLOCATOR, *c.NOTICE_DELIVERY)]
-    assert len(names) == len(set(names)) == 18
+    assert len(names) == len(set(names)) == 19
     listed = {v for v in vars(c).values() if isinstance(v, c.ActivityContract)}
     assert listed == {*c.ALL, *c.ALLOCATOR, *c.NOTICE_DELIVERY}
 

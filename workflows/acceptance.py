@@ -25,18 +25,34 @@ RESERVE_ATTEMPTS = 3
 
 
 class Acceptance(Shipping):
+    _opened: c.OpenedOrder | None
+
+    def _opening(self, claim: c.OrderClaim) -> c.OrderOpening:
+        """The claim with acceptance's reads, for `open_order` (lean-history-2)."""
+        return c.OrderOpening(
+            claim=claim, policy=self._policy_request(), availability=self._availability_request()
+        )
+
+    def _policy_request(self) -> c.PolicyRequest:
+        return c.PolicyRequest(site=self._order.site)
+
+    def _availability_request(self) -> c.AvailabilityRequest:
+        order = self._order
+        return c.AvailabilityRequest(
+            order_id=order.order_id, skus=tuple(order.skus), fulfillment=order.fulfillment
+        )
+
     async def _accept(self) -> None:
         order = self._order
-        chosen = await call(c.LOAD_POLICY, c.PolicyRequest(site=order.site))
+        opened, self._opened = self._opened, None
+        chosen = opened.policy if opened else await call(c.LOAD_POLICY, self._policy_request())
         self._site, self._policy = chosen.site, chosen.policy
         policy = self._policy
         for attempt in range(1, RESERVE_ATTEMPTS + 1):
-            available = await call(
-                c.CHECK_AVAILABILITY,
-                c.AvailabilityRequest(
-                    order_id=order.order_id, skus=tuple(order.skus), fulfillment=order.fulfillment
-                ),
-            )
+            if attempt == 1 and opened is not None:
+                available = opened.availability  # read with the claim
+            else:
+                available = await call(c.CHECK_AVAILABILITY, self._availability_request())
             stock = available.stock
             if attempt == RESERVE_ATTEMPTS:  # stock keeps moving: let it all wait instead
                 stock = Stock(locations=stock.locations, receipts=stock.receipts)

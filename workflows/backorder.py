@@ -72,6 +72,8 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         self._lock = asyncio.Lock()
         self._pending = PendingEffects()
         self._alarm = Alarm()
+        self._opened: c.OpenedOrder | None = None
+        """What `open_order` read with the claim, for acceptance (lean-history-2)."""
         self._accepted = isinstance(start, CarriedState)
         carried = start
         if not isinstance(carried, CarriedState):
@@ -205,7 +207,10 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
             run_id=info.first_execution_run_id,
         )
         try:
-            await call(c.CLAIM_ORDER, claim)
+            if workflow.patched(LEAN_HISTORY_2):  # the claim and acceptance's reads in one
+                self._opened = await call(c.OPEN_ORDER, self._opening(claim))
+            else:
+                await call(c.CLAIM_ORDER, claim)
         except ActivityError as err:
             if error_type_of(err) != c.DUPLICATE_ORDER:
                 raise

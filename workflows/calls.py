@@ -52,12 +52,15 @@ _PAYMENTS = {
 _UNORDERED = _PAYMENTS | {APPLY_ORDER_EFFECTS.name}
 """Steps the waiting writes need not precede: the gateway reads none of them (a release
 captures, then writes its shipment and the notice that says it shipped, together)."""
-LOCAL_FIRST = frozenset({c.CLAIM_ORDER.name, c.LOAD_POLICY.name, c.CHECK_AVAILABILITY.name})
+LOCAL_FIRST = frozenset(
+    {c.CLAIM_ORDER.name, c.LOAD_POLICY.name, c.CHECK_AVAILABILITY.name, c.OPEN_ORDER.name}
+)
 """Steps tried first as local activities: acceptance's reads, and its claim of the order id for
 this very run. A local activity acts before the workflow task that asked for it is recorded;
 if that task fails and runs again with new events (a signal, an update), the workflow may
 decide otherwise, and a write it made (a void, a shipment, a notice) would be orphaned. These
-three change nothing another decision could contradict, so they may run early."""
+change nothing another decision could contradict (`open_order` is the other three in one), so
+they may run early."""
 LOCAL_TRIES = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=2),
