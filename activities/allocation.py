@@ -1,12 +1,15 @@
 """The allocator's activities: one allocation pass, the delivery of its allotments, and nudges.
 
-A pass is one PostgreSQL transaction: it applies the batch's inventory events, locks the stock
-of every sku involved (in the ledger's one lock order), reads the open demand for those skus in
-priority order, runs the planner, records the reservations, shrinks the demand index and writes
-one allotment signal per winning order into an outbox. Stock reaches waiting orders in the
-same commit that makes it visible, so a new order can never take units that older orders were
-waiting for. Delivery then signals only those winners; an order whose workflow has ended gets
-its units released again for the next pass.
+A pass is one PostgreSQL transaction: it reads the open demand for the skus involved in
+priority order, locks their stock (in the ledger's one lock order), applies the batch's
+inventory events, runs the planner, records the reservations, shrinks the demand index and
+writes one allotment signal per winning order into an outbox. It reads each sku's queue only
+as far as the stock goes, a page at a time (`activities.demand_queue`: why that gives what
+reading every waiting order gives); reading a further page first rolls back to before the
+stock locks and the events. Stock reaches waiting orders in the same commit that makes it
+visible, so a new order can never take units that older orders were waiting for. Delivery then
+signals only those winners, many at once, and records the outcomes in batches; an order whose
+workflow has ended gets its units released again for the next pass.
 
 An order whose demand cannot be read or planned (a row written by hand, or by a version that
 let an impossible placed_at through) is set aside, never in the way: the pass serves every
@@ -22,18 +25,20 @@ import contextlib
 import datetime as dt
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities import contracts as c
+from activities.allotment_delivery import AllotmentDelivery, lock_stock
+from activities.allotment_delivery import reservation_key as reservation_key
+from activities.demand_queue import DEMAND_INVALID as DEMAND_INVALID
+from activities.demand_queue import DEMAND_UNREADABLE as DEMAND_UNREADABLE
+from activities.demand_queue import DemandQueue, SetAside
 from activities.feed import apply_events
 from activities.ledger import StockKey, add_reserved, insert_reservations, read_stock
 from config import Settings
@@ -49,60 +54,34 @@ from domain.inventory import (
     StockPosition,
     StockReceived,
 )
-from domain.order import Fulfillment, FulfillmentType, workflow_id_for
 from domain.planner import (
     Backorder,
-    BackorderLine,
     Catalog,
     OrderRelease,
     Stock,
-    StockSource,
     decide_release,
 )
 from domain.policy import BackorderPolicy
 from runtime import allocator
 from runtime.exception_news import ExceptionNews
 from workflows.allocator_messages import allocator_id
-from workflows.converter import describe
 from workflows.messages import AllotmentSignal, ReceiptChange
 
 POSITIONS_SHOWN = 200
 
-DEMAND_UNREADABLE = "demand_unreadable"
-"""Set aside: a value of the order's demand rows cannot be read (placed_at `infinity`, year
-10000...)."""
-DEMAND_INVALID = "demand_invalid"
-"""Set aside: the rows read, but are no valid backorder (more units than an order line may
-have, a blank tier or line id...)."""
 DEMAND_UNPLANNABLE = "demand_unplannable"
 """Set aside: the planner fails on the order."""
-READABLE_FROM = "0001-01-02 00:00:00+00"
-READABLE_UNTIL = "9999-12-30 00:00:00+00"
-"""placed_at outside these is not fetched (Python's datetime ends at 9999-12-31 in the
-session's time zone; PostgreSQL's goes on to 294276 and infinity): its order is set aside."""
 
 
-@dataclass(frozen=True)
-class SetAside:
-    """An order the pass cannot serve, and why (the exception's kind and a sentence)."""
+class _ReadMore(Exception):
+    """The pass must read further into some skus' queues before it may decide."""
 
-    order_id: str
-    kind: str
-    reason: str
-
-
-class _Unservable(Exception):
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind, self.reason = kind, reason
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__(", ".join(skus))
+        self.skus = skus
 
 
-def reservation_key(site: str, pass_id: str, order_id: str) -> str:
-    """The reservations a pass made for one order: `allocator-<site>/<pass>/<order>`."""
-    return c.step_key(allocator_id(site), pass_id, order_id)
-
-
-class AllocationActivities:
+class AllocationActivities(AllotmentDelivery):
     """The allocator's activities; they share the worker's pool and Temporal client."""
 
     def __init__(self, pool: AsyncConnectionPool, settings: Settings, client: Client) -> None:
@@ -131,12 +110,35 @@ class AllocationActivities:
                 return done
             skus = await _skus_in_play(conn, request)
             unknown = await unknown_orders(conn, request.order_ids)
-            backorders, aside = await _waiting(conn, request.site, skus)
-            skus |= {ln.sku for b in backorders for ln in b.lines}
-            await _lock(conn, skus, _receipts_named(request.events))
-            outcomes, effects = await apply_events(conn, request.events, request.pass_id)
-            stock, catalog = await read_stock(conn, skus | effects.skus)
-            releases, unplannable = _plan(backorders, stock, catalog, policy, request.as_of)
+            queue = DemandQueue(conn, request.site, skus, policy)
+            if request.full:
+                await queue.read_all()
+            else:
+                await queue.read_first(request.order_ids, _units_arriving(request.events))
+            while True:
+                backorders, aside = queue.backorders, list(queue.aside)
+                in_play = skus | {ln.sku for b in backorders for ln in b.lines}
+                try:
+                    # Locks are taken demand rows first, then stock: reading further into the
+                    # queue first rolls back to here, which undoes the events and lets go of
+                    # the stock rows (see _order_gone), and the next try takes them again.
+                    async with _savepoint(conn, unless=queue.complete):
+                        await lock_stock(conn, in_play, _receipts_named(request.events))
+                        outcomes, effects = await apply_events(
+                            conn, request.events, request.pass_id
+                        )
+                        stock, catalog = await read_stock(conn, in_play | effects.skus)
+                        releases, unplannable = _plan(
+                            backorders, stock, catalog, policy, request.as_of
+                        )
+                        unserved = queue.unserved(stock, catalog, request.as_of, releases)
+                        if unserved:
+                            raise _ReadMore(unserved)
+                except _ReadMore as more:
+                    await queue.read_more(more.skus)
+                    continue
+                break
+            skus = in_play
             aside += unplannable
             await _reserve(conn, request.site, request.pass_id, releases)
             await _shrink_demand(conn, releases)
@@ -176,121 +178,6 @@ class AllocationActivities:
             report.signals,
         )
         return report
-
-    # -- delivery ------------------------------------------------------------------------------
-
-    @activity.defn(name=c.DELIVER_ALLOTMENTS.name)
-    async def deliver_allotments(self, request: c.DeliveryRequest) -> c.DeliveryReport:
-        """Signal each winner of the pass that has not been signalled yet (a retry resumes);
-        a signal delivered twice is applied once (the order keeps the pass ids it applied)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                """
-                SELECT order_id, signal FROM allotment_deliveries
-                 WHERE pass_id = %s AND outcome IS NULL
-                 ORDER BY order_id
-                """,
-                (request.pass_id,),
-            )
-            pending = [(str(o), AllotmentSignal.model_validate(s)) for o, s in await cur.fetchall()]
-        limit = asyncio.Semaphore(self._settings.allocator.delivery_concurrency)
-        gone: list[str] = []
-        freed: set[str] = set()
-        delivered = 0
-
-        async def deliver(order_id: str, signal: AllotmentSignal) -> None:
-            nonlocal delivered
-            async with limit:
-                handle = self._client.get_workflow_handle(workflow_id_for(order_id))
-                try:
-                    await handle.signal("allotment", signal)
-                except RPCError as err:
-                    if err.status is not RPCStatusCode.NOT_FOUND:
-                        raise
-                    if not await self._applied(request.pass_id, order_id):
-                        freed.update(await self._order_gone(request, order_id))
-                        gone.append(order_id)
-                        return
-                await self._delivered(request.pass_id, order_id)
-                delivered += 1
-                activity.heartbeat(delivered + len(gone))
-
-        await asyncio.gather(*(deliver(o, s) for o, s in pending))
-        return c.DeliveryReport(
-            delivered=delivered, gone=tuple(sorted(gone)), freed_skus=tuple(sorted(freed))
-        )
-
-    async def _applied(self, pass_id: str, order_id: str) -> bool:
-        """Whether the order, now ended, had applied this pass: an earlier attempt signalled
-        it and died before recording so, and the order shipped the allotment and completed.
-        Its reservations then belong to its shipments and must stay. The evidence is the
-        order's own step: shipments it published under `<workflow id>/pass-<pass id>/`. (A
-        pass it refused it released itself; one it never saw it published nothing for.)"""
-        prefix = f"{workflow_id_for(order_id)}/pass-{pass_id}/shipment/"
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                """
-                SELECT EXISTS (SELECT 1 FROM shipments s JOIN shipment_events e USING (shipment_id)
-                                WHERE s.order_id = %s AND starts_with(e.key, %s))
-                """,
-                (order_id, prefix),
-            )
-            row = await cur.fetchone()
-        return bool(row and row[0])
-
-    async def _delivered(self, pass_id: str, order_id: str) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                """
-                UPDATE allotment_deliveries SET outcome = 'delivered', delivered_at = now()
-                 WHERE pass_id = %s AND order_id = %s AND outcome IS NULL
-                """,
-                (pass_id, order_id),
-            )
-
-    async def _order_gone(self, request: c.DeliveryRequest, order_id: str) -> set[str]:
-        """The order's workflow has ended: free what the pass reserved for it and drop its
-        demand (nobody will update it again). The skus whose stock was freed."""
-        key = reservation_key(request.site, request.pass_id, order_id)
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                """
-                SELECT DISTINCT sku, location FROM reservations
-                 WHERE key = %s AND state = 'reserved' ORDER BY sku, location
-                """,
-                (key,),
-            )
-            keys = [(str(s), str(loc)) for s, loc in await cur.fetchall()]
-            await _lock(conn, {s for s, _ in keys}, ())
-            cur = await conn.execute(
-                """
-                UPDATE reservations
-                   SET state = 'released', released_key = %s, released_at = now()
-                 WHERE key = %s AND state = 'reserved'
-                RETURNING sku, location, source, receipt_id, quantity
-                """,
-                (f"{key}/gone", key),
-            )
-            stock: dict[StockKey, int] = defaultdict(int)
-            receipts: dict[str, int] = defaultdict(int)
-            for sku, location, source, receipt_id, quantity in await cur.fetchall():
-                if source == StockSource.FUTURE.value:
-                    receipts[receipt_id] += quantity
-                else:  # current, or future stock received meanwhile
-                    stock[sku, location] += quantity
-            await add_reserved(conn, stock, receipts, sign=-1)
-            await conn.execute("DELETE FROM demand WHERE order_id = %s", (order_id,))
-            await conn.execute(
-                """
-                UPDATE allotment_deliveries SET outcome = 'gone', delivered_at = now()
-                 WHERE pass_id = %s AND order_id = %s
-                """,
-                (request.pass_id, order_id),
-            )
-        activity.logger.warning(
-            "order %s has ended: pass %s's allotment released", order_id, request.pass_id
-        )
-        return {s for s, _ in keys}
 
     # -- nudges --------------------------------------------------------------------------------
 
@@ -332,6 +219,16 @@ async def _heartbeating(every: float = 5.0) -> AsyncIterator[None]:
             await task
 
 
+@contextlib.asynccontextmanager
+async def _savepoint(conn: AsyncConnection[Any], unless: bool) -> AsyncIterator[None]:
+    """A savepoint around the body (an exception rolls back to it), or nothing when `unless`."""
+    if unless:
+        yield
+        return
+    async with conn.transaction():
+        yield
+
+
 # -- the pass, step by step --------------------------------------------------------------------
 
 
@@ -339,6 +236,17 @@ async def _recorded(conn: AsyncConnection[Any], pass_id: str) -> c.PassReport | 
     cur = await conn.execute("SELECT report FROM allocation_passes WHERE pass_id = %s", (pass_id,))
     row = await cur.fetchone()
     return None if row is None else c.PassReport.model_validate(row[0])
+
+
+def _units_arriving(events: Iterable[InventoryEvent]) -> dict[str, int]:
+    """Units the events add per sku (received, adjusted up, planned to arrive)."""
+    units: dict[str, int] = defaultdict(int)
+    for e in events:
+        if isinstance(e, StockReceived | FutureReceiptPlanned):
+            units[e.sku] += e.quantity
+        elif isinstance(e, StockAdjusted) and e.delta > 0:
+            units[e.sku] += e.delta
+    return units
 
 
 def _receipts_named(events: Iterable[InventoryEvent]) -> set[str]:
@@ -388,64 +296,6 @@ async def unknown_orders(conn: AsyncConnection[Any], order_ids: Iterable[str]) -
         (wanted,),
     )
     return tuple(sorted(str(o) for (o,) in await cur.fetchall()))
-
-
-async def _waiting(
-    conn: AsyncConnection[Any], site: str, skus: set[str]
-) -> tuple[list[Backorder], list[SetAside]]:
-    """Every open backorder of the site that waits for one of `skus`, with all its lines; and
-    the orders whose rows cannot be read or are no valid backorder, set aside."""
-    if not skus:
-        return [], []
-    cur = await conn.execute(
-        """
-        SELECT order_id, line_id, sku, quantity_open, tier,
-               CASE WHEN placed_at >= %s AND placed_at < %s THEN placed_at END,
-               placed_at::text, fulfillment_type, pickup_location, shipments, release_in_full
-          FROM demand
-         WHERE site = %s
-           AND order_id IN (SELECT order_id FROM demand WHERE site = %s AND sku = ANY(%s))
-         ORDER BY order_id, line_id
-           FOR UPDATE
-        """,
-        (READABLE_FROM, READABLE_UNTIL, site, site, sorted(skus)),
-    )
-    by_order: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in await cur.fetchall():
-        by_order[row[0]].append(row)
-    backorders, aside = [], []
-    for order_id, rows in by_order.items():
-        try:
-            backorders.append(_backorder(order_id, rows))
-        except _Unservable as err:
-            aside.append(SetAside(order_id, err.kind, err.reason))
-    return backorders, aside
-
-
-def _backorder(order_id: str, rows: list[tuple[Any, ...]]) -> Backorder:
-    """One order's demand rows as the planner's backorder, or `_Unservable`."""
-    unreadable = next((r[6] for r in rows if r[5] is None), None)
-    if unreadable is not None:
-        raise _Unservable(
-            DEMAND_UNREADABLE,
-            f"cannot be read: placed_at {unreadable!r} is not a time the allocator can handle"
-            " (years 1 to 9999)",
-        )
-    _, _, _, _, tier, placed_at, _, kind, pickup, shipments, in_full = rows[0]
-    try:
-        return Backorder(
-            order_id=order_id,
-            placed_at=placed_at,
-            tier=tier,
-            fulfillment=Fulfillment(type=FulfillmentType(kind), pickup_location=pickup),
-            lines=tuple(BackorderLine(line_id=r[1], sku=r[2], quantity=r[3]) for r in rows),
-            shipments=shipments,
-            release_in_full=in_full,
-        )
-    except ValidationError as err:
-        raise _Unservable(DEMAND_INVALID, f"is no valid backorder: {describe(err)}") from None
-    except ValueError as err:
-        raise _Unservable(DEMAND_INVALID, f"is no valid backorder: {err}") from None
 
 
 def _plan(
@@ -512,24 +362,6 @@ async def _raise_set_aside(
         if cur.rowcount:
             raised.add(a.order_id)
     return raised
-
-
-async def _lock(conn: AsyncConnection[Any], skus: set[str], receipt_ids: Iterable[str]) -> None:
-    """Lock the stock rows of `skus`, then their open receipts and the named ones: the
-    ledger's lock order, taken before any event touches a row."""
-    ordered = sorted(skus)
-    await conn.execute(
-        "SELECT 1 FROM stock WHERE sku = ANY(%s) ORDER BY sku, location FOR UPDATE", (ordered,)
-    )
-    await conn.execute(
-        """
-        SELECT 1 FROM future_receipts
-         WHERE (sku = ANY(%s) AND status = 'open') OR receipt_id = ANY(%s)
-         ORDER BY receipt_id
-           FOR UPDATE
-        """,
-        (ordered, sorted(receipt_ids)),
-    )
 
 
 async def _reserve(

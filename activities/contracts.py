@@ -317,7 +317,8 @@ class PassReport(Contract):
     skus: int = 0
     """Skus the pass looked at."""
     orders_waiting: int = 0
-    """Orders with open demand for those skus."""
+    """Orders whose demand the pass read: those waiting for those skus, as far into each
+    sku's queue as its stock could reach (a full sweep reads every one)."""
     orders_released: int = 0
     units_released: int = 0
     receipt_notices: int = 0

@@ -113,8 +113,9 @@ class AllocatorSettings(_Section):
     sweep_interval: timedelta = Field(default=timedelta(hours=1), ge=timedelta(minutes=1))
     """A Temporal Schedule runs a full check this often: the safety net for a missed event,
     and the moment future receipts come within the future date limit."""
-    delivery_concurrency: int = Field(default=20, ge=1, le=500)
-    """Allotment signals sent at once after a pass."""
+    delivery_concurrency: int = Field(default=100, ge=1, le=500)
+    """Allotment signals sent at once after a pass (their outcomes are recorded in batches, so
+    this many signals in flight hold no database connection)."""
 
 
 class PaymentSettings(_Section):
