@@ -214,13 +214,7 @@ async def main(argv: list[str]) -> None:
                         flush=True,
                     )
                 if not args.skip_delivery:
-                    temporal = TemporalDevServer(
-                        db_file=work / "temporal.db",
-                        port=free_port(),
-                        ui_port=free_port(),
-                        log_level="error",
-                        log_file=work / "temporal.log",
-                    )
+                    temporal = TemporalDevServer.on_free_ports(work)
                     await temporal.start()
                     client = await Client.connect(temporal.address, data_converter=data_converter)
                     levels: list[int | None] = [int(x) for x in args.concurrency.split(",") if x]

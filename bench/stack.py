@@ -203,13 +203,7 @@ async def open_servers(workdir: Path) -> AsyncIterator[Servers]:
         pg = EmbeddedPostgres(pgdata=workdir / "pg", port=free_port(), database="backorder")
         stack.callback(pg.stop)
         await pg.start()
-        temporal = TemporalDevServer(
-            db_file=workdir / "temporal.db",
-            port=free_port(),
-            ui_port=free_port(),
-            log_level="error",
-            log_file=workdir / "temporal.log",
-        )
+        temporal = TemporalDevServer.on_free_ports(workdir)
         stack.callback(temporal.stop)
         await temporal.start()
         dsn = pg.dsn()

@@ -9,7 +9,14 @@ from pathlib import Path
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from embedded.process import ensure_port_free, find_binary, spawn, stop, wait_until_ready
+from embedded.process import (
+    ensure_port_free,
+    find_binary,
+    free_port,
+    spawn,
+    stop,
+    wait_until_ready,
+)
 from workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
 
 # Measured: default SQLite settings make the dev server ~3.5x slower than in memory; WAL with
@@ -30,6 +37,22 @@ class TemporalDevServer:
     log_file: Path | None = None
     startup_timeout: float = 30.0
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def on_free_ports(cls, workdir: Path, *, log: bool = True) -> TemporalDevServer:
+        """A quiet server of its own for tests and benchmarks: free ports (two different
+        ones), its database (and, with `log`, its log) in `workdir`."""
+        port = free_port()
+        ui_port = free_port()
+        while ui_port == port:
+            ui_port = free_port()
+        return cls(
+            db_file=workdir / "temporal.db",
+            port=port,
+            ui_port=ui_port,
+            log_level="error",
+            log_file=workdir / "temporal.log" if log else None,
+        )
 
     @property
     def address(self) -> str:

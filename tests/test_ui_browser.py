@@ -29,7 +29,6 @@ import starter
 from cli.orders import start_order
 from config import Settings
 from domain.order import Order
-from embedded.process import free_port
 from embedded.temporal import TemporalDevServer
 from tests.browser import ChromiumUnavailable, ensure_chromium, launch_chromium, screenshot_html
 from tests.order_life import make_order
@@ -107,16 +106,7 @@ def artifacts(
 @pytest.fixture(scope="module")
 async def ui_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TemporalDevServer]:
     """`temporal server start-dev` with its Web UI and our search attributes, on free ports."""
-    port = free_port()
-    ui_port = free_port()
-    while ui_port == port:
-        ui_port = free_port()
-    server = TemporalDevServer(
-        db_file=tmp_path_factory.mktemp("ui-temporal") / "temporal.db",
-        port=port,
-        ui_port=ui_port,
-        log_level="error",
-    )
+    server = TemporalDevServer.on_free_ports(tmp_path_factory.mktemp("ui-temporal"), log=False)
     await server.start()
     try:
         yield server

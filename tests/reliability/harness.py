@@ -59,7 +59,7 @@ from domain.inventory import (
 )
 from domain.order import Order
 from embedded.postgres import EmbeddedPostgres
-from embedded.process import _die_with_parent, free_port, log_tail
+from embedded.process import _die_with_parent, log_tail
 from embedded.temporal import TemporalDevServer
 from payments.http_gateway import HttpGateway
 from payments.sandbox import SandboxGateway
@@ -623,13 +623,7 @@ class OwnTemporal:
 @asynccontextmanager
 async def own_temporal(workdir: Path) -> AsyncIterator[OwnTemporal]:
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    server = TemporalDevServer(
-        db_file=workdir / "temporal.db",
-        port=free_port(),
-        ui_port=free_port(),
-        log_level="error",
-        log_file=workdir / "temporal.log",
-    )
+    server = TemporalDevServer.on_free_ports(workdir)
     await server.start()
     try:
         client = await Client.connect(server.address, data_converter=data_converter)
