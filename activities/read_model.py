@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
+from domain.order import Order
 from workflows.messages import BackorderStatus, OrderRecord
 
 ON_BACKORDER = (BackorderStatus.BACKORDERED, BackorderStatus.AWAITING_RECEIPT)
@@ -68,6 +69,57 @@ class ReadModelActivities:
     async def write_record(self, conn: AsyncConnection[Any], record: OrderRecord) -> None:
         """`record_order`'s writes, in the caller's transaction (see there)."""
         order = record.order
+        if order is None:
+            await self._write_status(conn, record)
+        else:
+            await self._write_order(conn, record, order)
+        await conn.execute(
+            "INSERT INTO order_status_history (order_id, status, status_since, cancel_reason)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (record.id, record.status.value, record.status_since, record.cancel_reason),
+        )
+        if record.status in ON_BACKORDER:  # the earliest such row, whatever order they come
+            await conn.execute(
+                "UPDATE orders SET backordered_at = %s WHERE order_id = %s"
+                " AND (backordered_at IS NULL OR backordered_at > %s)",
+                (record.status_since, record.id, record.status_since),
+            )
+
+    async def _write_status(self, conn: AsyncConnection[Any], record: OrderRecord) -> None:
+        """A later record of a run: the row exists (the run's first record wrote it), only its
+        status, tier and site change, unless a newer status is there already."""
+        cur = await conn.execute(
+            """
+            UPDATE orders
+               SET status = %s, status_since = %s, site = COALESCE(%s, site),
+                   customer_tier = COALESCE(%s, customer_tier), updated_at = now()
+             WHERE order_id = %s AND status_since <= %s
+            RETURNING 1
+            """,
+            (
+                record.status.value,
+                record.status_since,
+                record.site,
+                record.tier,
+                record.id,
+                record.status_since,
+            ),
+        )
+        if await cur.fetchone() is not None:
+            return
+        cur = await conn.execute("SELECT 1 FROM orders WHERE order_id = %s", (record.id,))
+        if await cur.fetchone() is None:
+            raise ApplicationError(
+                f"order {record.id} has no read-model row to update: its first record must "
+                "carry the order",
+                type=c.INVALID_REQUEST,
+                non_retryable=True,
+            )
+
+    async def _write_order(
+        self, conn: AsyncConnection[Any], record: OrderRecord, order: Order
+    ) -> None:
+        """A run's first record: the whole row, and the order's lines."""
         await conn.execute(
             """
             INSERT INTO orders (order_id, workflow_id, order_number, site, customer_id,
@@ -97,17 +149,6 @@ class ReadModelActivities:
                 record.status_since,
             ),
         )
-        await conn.execute(
-            "INSERT INTO order_status_history (order_id, status, status_since, cancel_reason)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (order.order_id, record.status.value, record.status_since, record.cancel_reason),
-        )
-        if record.status in ON_BACKORDER:  # the earliest such row, whatever order they come
-            await conn.execute(
-                "UPDATE orders SET backordered_at = %s WHERE order_id = %s"
-                " AND (backordered_at IS NULL OR backordered_at > %s)",
-                (record.status_since, order.order_id, record.status_since),
-            )
         await conn.execute(
             """
             INSERT INTO order_lines (order_id, line_id, sku, quantity, unit_price)

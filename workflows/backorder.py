@@ -71,6 +71,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         self._inbox: list[Event] = []
         self._lock = asyncio.Lock()
         self._pending = PendingEffects()
+        self._row_written = False
         self._alarm = Alarm()
         self._opened: c.OpenedOrder | None = None
         """What `open_order` read with the claim, for acceptance (lean-history-2)."""

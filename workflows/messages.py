@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from domain.contract import Count, Currency, Day, Instant, Message
 from domain.inventory import ReceiptStatus as ReceiptStatus  # part of this contract
@@ -204,9 +204,15 @@ class BackorderSummary(Contract):
 
 
 class OrderRecord(Contract):
-    """Input of the `record_order` activity: the read-model row for one order."""
+    """Input of the `record_order` activity: the read-model row for one order.
 
-    order: Order
+    The whole order comes with a run's first record, which writes the row (and its lines); a
+    later record of the run names the order by id and changes only its status, tier and site,
+    so a release does not repeat the order in the history (about 0.7 KB a record)."""
+
+    order: Order | None = None
+    order_id: Identifier | None = None
+    """The order, when `order` is not sent (the row was written by an earlier record)."""
     workflow_id: str
     status: BackorderStatus
     status_since: AwareDatetime
@@ -217,6 +223,19 @@ class OrderRecord(Contract):
     """The tier the order is served as now (a priority change moves it); None: the order's."""
     cancel_reason: Annotated[str, Field(max_length=2000)] | None = None
     """Why the order was cancelled (status `cancelled`); None otherwise, or before it was sent."""
+
+    @model_validator(mode="after")
+    def _names_the_order(self) -> OrderRecord:
+        if self.order is None and self.order_id is None:
+            raise ValueError("a record needs the order or its order_id")
+        if self.order is not None and self.order_id not in (None, self.order.order_id):
+            raise ValueError("order_id differs from the order's")
+        return self
+
+    @property
+    def id(self) -> str:
+        """The order's id, whichever way the record names it."""
+        return self.order.order_id if self.order is not None else str(self.order_id)
 
 
 class CarriedState(Contract):

@@ -181,8 +181,10 @@ class OrderEffects(OrderState):
         )
 
     async def _record(self) -> None:
+        """The read model's row: the whole order the first time in a run, then the status."""
         record = OrderRecord(
-            order=self._order,
+            order=None if self._row_written else self._order,
+            order_id=self._order.order_id,
             workflow_id=workflow.info().workflow_id,
             status=self._status,
             status_since=self._status_since,
@@ -192,4 +194,5 @@ class OrderEffects(OrderState):
                 self._cancel_reason if self._status is BackorderStatus.CANCELLED else None
             ),
         )
+        self._row_written = True
         await self._write(self._pending.records, "record_order", record)

@@ -84,6 +84,9 @@ class OrderState:
     _exceptions: OpenExceptions
     _lock: asyncio.Lock
     _pending: PendingEffects
+    _row_written: bool
+    """Whether this run has sent the order's read-model row (its later records name the order
+    by id)."""
 
     def _days_in_backorder(self) -> int:
         return (workflow.now() - self._schedule.accepted_at).days
