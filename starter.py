@@ -21,6 +21,7 @@ from cli import (
     report,
     schema,
     service,
+    shipments,
 )
 from cli.app import Resolved, resolve, root
 from cli.errors import UNEXPECTED, CliError, failure_message
@@ -46,6 +47,7 @@ def app() -> click.Group:
         [
             *service.service_commands(),
             *orders.order_commands(),
+            *shipments.shipment_commands(),
             *inventory.inventory_commands(),
             *allocator.allocator_commands(),
             *notifications.notification_commands(),

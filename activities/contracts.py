@@ -190,6 +190,8 @@ class NoticeKind(StrEnum):
     FTC_RENEWED_NOTICE = "ftc_renewed_notice"
     SHIPPED = "shipped"
     PARTLY_SHIPPED = "partly_shipped"
+    SHORT_PICKED = "short_picked"
+    """Fulfilment found fewer units than were released: they wait for stock again."""
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
     PAYMENT_PROBLEM = "payment_problem"
@@ -216,6 +218,22 @@ class Notice(Contract):
     notice: silence is consent."""
     amount: Money | None = None
     currency: Currency | None = None
+    carrier: Annotated[str, Field(max_length=100)] | None = None
+    tracking_number: Annotated[str, Field(max_length=100)] | None = None
+    estimated_delivery: dt.date | None = None
+    """A shipment confirmed by fulfilment (`fulfilment_reports = "shipped"`): how it travels and
+    when it should arrive."""
+
+
+class ShipmentStock(Contract):
+    """Units of one shipment leaving the ledger: shipped (fulfilment confirmed them), or not
+    found by the picker (`short_pick`: released and written off). Keyed like every ledger
+    step, so a retry or a replay applies it once."""
+
+    key: IdempotencyKey
+    order_id: Identifier
+    shipment_id: Identifier
+    allotments: Annotated[tuple[Allotment, ...], Field(min_length=1)]
 
 
 class Severity(StrEnum):

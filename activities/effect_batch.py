@@ -11,6 +11,7 @@ from activities.contracts import (
     PaymentRequest,
     PaymentResult,
     ShipmentRequest,
+    ShipmentStock,
 )
 from domain.order import Contract, Identifier
 from workflows.messages import OrderRecord
@@ -27,6 +28,10 @@ class EffectBatch(Contract):
     demand: tuple[DemandUpdate, ...] = ()
     notices: tuple[Notice, ...] = ()
     records: tuple[OrderRecord, ...] = ()
+    shipped_stock: tuple[ShipmentStock, ...] = ()
+    """Units that left with a shipment fulfilment confirmed: on hand and reserved go down."""
+    short_picked_stock: tuple[ShipmentStock, ...] = ()
+    """Units the picker did not find: released, and on hand corrected down."""
     captures: tuple[PaymentRequest, ...] = ()
     """Captures of the transition's shipments, made once the writes are committed (each under
     its own key, as `capture_payment` makes it)."""

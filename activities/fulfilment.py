@@ -1,7 +1,8 @@
 """The shipments handed to fulfilment: the current state of each, in PostgreSQL.
 
 Fulfilment reads `shipments` (ready and transfer ones go out, future ones are announced,
-cancelled ones withdrawn). Every applied `publish_shipment` key is recorded in
+cancelled ones withdrawn); where it reports back, shipped and delivered ones carry its carrier,
+tracking number and dates. Every applied `publish_shipment` key is recorded in
 `shipment_events` in the same transaction as the upsert, so a retry does nothing twice and the
 table doubles as the shipment's history.
 """
@@ -20,7 +21,19 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import INVALID_REQUEST, PUBLISH_SHIPMENT, Empty, ShipmentRequest
 from domain.order_book import ShipmentStatus
 
-_FINAL = (ShipmentStatus.READY, ShipmentStatus.TRANSFER, ShipmentStatus.CANCELLED)
+S = ShipmentStatus
+_NEXT: dict[ShipmentStatus, tuple[ShipmentStatus, ...]] = {
+    S.FUTURE: tuple(S),
+    S.READY: (S.READY, S.SHIPPED, S.CANCELLED),
+    S.TRANSFER: (S.TRANSFER, S.SHIPPED, S.CANCELLED),
+    S.SHIPPED: (S.SHIPPED, S.DELIVERED),
+    S.DELIVERED: (S.DELIVERED,),
+    S.CANCELLED: (S.CANCELLED,),
+}
+"""The states a shipment may move to. A ready or transfer shipment is fulfilment's: it stays
+as it is (a short pick takes units out of it, or all of them: cancelled) until fulfilment
+confirms it shipped; a shipped one can only be delivered; cancelled and delivered are final."""
+_MOVES = [(a.value, b.value) for a, nexts in _NEXT.items() for b in nexts]
 
 
 class FulfilmentActivities:
@@ -38,8 +51,8 @@ class FulfilmentActivities:
 
         Refused (non-retryable `InvalidRequest`, nothing written): the key already applied to
         another state of the shipment (it would be silently lost otherwise), a shipment id of
-        another order, or a change of a shipment already ready, in transfer or cancelled to
-        another status (those are final: fulfilment has it, or it was withdrawn).
+        another order, or a move `_NEXT` does not allow (a ready shipment is fulfilment's until
+        it reports; cancelled and delivered are final).
         """
         s = request.shipment
         activity.logger.info(
@@ -80,8 +93,9 @@ async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -
     cur = await conn.execute(
         """INSERT INTO shipments (shipment_id, order_id, kind, status, location,
                                   destination, expected_date, amount, allotments,
-                                  created_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                  created_at, carrier, tracking_number, shipped_at,
+                                  estimated_delivery, delivered_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (shipment_id) DO UPDATE
               SET kind = EXCLUDED.kind,
                   status = EXCLUDED.status,
@@ -90,9 +104,15 @@ async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -
                   expected_date = EXCLUDED.expected_date,
                   amount = EXCLUDED.amount,
                   allotments = EXCLUDED.allotments,
+                  carrier = EXCLUDED.carrier,
+                  tracking_number = EXCLUDED.tracking_number,
+                  shipped_at = EXCLUDED.shipped_at,
+                  estimated_delivery = EXCLUDED.estimated_delivery,
+                  delivered_at = EXCLUDED.delivered_at,
                   updated_at = now()
             WHERE shipments.order_id = EXCLUDED.order_id
-              AND (shipments.status <> ALL (%s) OR shipments.status = EXCLUDED.status)
+              AND (shipments.status, EXCLUDED.status) IN (
+                      SELECT * FROM unnest(%s::text[], %s::text[]))
            RETURNING shipment_id""",
         (
             s.shipment_id,
@@ -105,7 +125,13 @@ async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -
             s.amount,
             Jsonb([a.model_dump(mode="json") for a in s.allotments]),
             s.created_at,
-            [status.value for status in _FINAL],
+            s.carrier,
+            s.tracking_number,
+            s.shipped_at,
+            s.estimated_delivery,
+            s.delivered_at,
+            [a for a, _ in _MOVES],
+            [b for _, b in _MOVES],
         ),
     )
     if await cur.fetchone() is None:

@@ -33,8 +33,10 @@ from activities.ledger import (
     StockKey,
     add_reserved,
     claim,
+    end_held,
     insert_reservations,
     invalid,
+    lock_held,
     lock_receipts,
     lock_stock,
     read_stock,
@@ -187,9 +189,10 @@ class InventoryActivities:
             for (line_id, sku, location, source, receipt_id), wanted in sorted(
                 held.items(), key=lambda item: tuple(str(k) for k in item[0])
             ):
-                freed, received = await self._release_rows(
-                    conn, request, (line_id, sku, location, source, receipt_id), wanted
+                rows = await lock_held(
+                    conn, request.order_id, (line_id, sku, location, source, receipt_id)
                 )
+                freed, on_hand = await end_held(conn, rows, wanted, request.key, "released")
                 if freed < wanted:
                     activity.logger.warning(
                         "release_stock %s: order %s line %s held %d of %d %s unit(s) of sku %s"
@@ -206,68 +209,11 @@ class InventoryActivities:
                     )
                 if source == StockSource.CURRENT.value:
                     freed_stock[sku, location] += freed
-                elif freed and receipt_id is not None:
-                    freed_receipts[receipt_id] += freed - received
-                    freed_stock[sku, location] += received
+                elif freed and receipt_id is not None:  # on hand: received since
+                    freed_receipts[receipt_id] += freed - on_hand
+                    freed_stock[sku, location] += on_hand
             await add_reserved(conn, freed_stock, freed_receipts, sign=-1)
         return Empty()
-
-    @staticmethod
-    async def _release_rows(
-        conn: AsyncConnection[Any], request: StockReservation, held: HeldKey, wanted: int
-    ) -> tuple[int, int]:
-        """Mark up to `wanted` units of the order's matching reservations released (newest
-        first, splitting the last row if it holds more); the units freed, and how many of them
-        were units of a future receipt that has been received since (now stock on hand)."""
-        line_id, sku, location, source, receipt_id = held
-        cur = await conn.execute(
-            """
-            SELECT id, quantity, source
-              FROM reservations
-             WHERE order_id = %s AND line_id = %s AND sku = %s AND location = %s
-               AND (source = %s OR (%s = 'future' AND source = 'current'))
-               AND receipt_id IS NOT DISTINCT FROM %s AND state = 'reserved'
-             ORDER BY id DESC
-               FOR UPDATE
-            """,
-            (request.order_id, line_id, sku, location, source, source, receipt_id),
-        )
-        left = wanted
-        received = 0
-        for row_id, quantity, row_source in await cur.fetchall():
-            if left == 0:
-                break
-            if row_source != source:  # the receipt arrived: these units are on hand now
-                received += min(int(quantity), left)
-            if quantity <= left:
-                await conn.execute(
-                    """
-                    UPDATE reservations
-                       SET state = 'released', released_key = %s, released_at = now()
-                     WHERE id = %s
-                    """,
-                    (request.key, row_id),
-                )
-                left -= int(quantity)
-            else:  # keep the rest reserved; the freed part becomes a released row of its own
-                await conn.execute(
-                    "UPDATE reservations SET quantity = quantity - %s WHERE id = %s",
-                    (left, row_id),
-                )
-                await conn.execute(
-                    """
-                    INSERT INTO reservations (key, order_id, line_id, sku, location, quantity,
-                                              source, receipt_id, state, released_key,
-                                              created_at, released_at)
-                    SELECT key, order_id, line_id, sku, location, %s, source, receipt_id,
-                           'released', %s, created_at, now()
-                      FROM reservations
-                     WHERE id = %s
-                    """,
-                    (left, request.key, row_id),
-                )
-                left = 0
-        return wanted - left, received
 
     @activity.defn(name=contracts.UPDATE_DEMAND.name)
     async def update_demand(self, request: DemandUpdate) -> Empty:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts
@@ -20,6 +20,11 @@ StockKey = tuple[str, str]
 """(sku, location): one row of `stock`."""
 HeldKey = tuple[str, str, str, str, str | None]
 """(line_id, sku, location, source, receipt_id): the reservations one allotment refers to."""
+HeldRow = tuple[int, int, str]
+"""(id, quantity, source) of one reserved row of `reservations`."""
+
+_ENDED_BY = {"released": ("released_key", "released_at"), "shipped": ("shipped_key", "shipped_at")}
+"""How a reservation may end, and the columns that say which call ended it and when."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,20 @@ def invalid(message: str) -> ApplicationError:
 
 async def lock_stock(conn: AsyncConnection[Any], keys: Iterable[StockKey]) -> dict[StockKey, int]:
     """Lock the existing `stock` rows of `keys` in (sku, location) order; their free units."""
+    levels = await lock_levels(conn, keys)
+    return {k: on_hand - reserved for k, (on_hand, reserved) in levels.items()}
+
+
+async def lock_levels(
+    conn: AsyncConnection[Any], keys: Iterable[StockKey]
+) -> dict[StockKey, tuple[int, int]]:
+    """Lock the existing `stock` rows of `keys` in (sku, location) order; (on_hand, reserved)."""
     skus, locations = columns(keys)
     if not skus:
         return {}
     cur = await conn.execute(
         """
-        SELECT sku, location, on_hand - reserved
+        SELECT sku, location, on_hand, reserved
           FROM stock
          WHERE (sku, location) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
          ORDER BY sku, location
@@ -58,7 +71,7 @@ async def lock_stock(conn: AsyncConnection[Any], keys: Iterable[StockKey]) -> di
         """,
         (skus, locations),
     )
-    return {(sku, location): int(free) for sku, location, free in await cur.fetchall()}
+    return {(sku, loc): (int(on_hand), int(res)) for sku, loc, on_hand, res in await cur.fetchall()}
 
 
 async def lock_receipts(
@@ -210,3 +223,71 @@ async def read_stock(conn: AsyncConnection[Any], skus: Iterable[str]) -> tuple[S
         Stock(locations=tuple(locations), on_hand=tuple(levels), receipts=tuple(receipts)),
         Catalog(products=tuple(products)),
     )
+
+
+async def lock_held(
+    conn: AsyncConnection[Any], order_id: str, held: HeldKey, *, on_hand: bool = False
+) -> list[HeldRow]:
+    """Lock the order's reserved rows that `held` refers to, newest first.
+
+    A future allotment's rows include those whose receipt has been received since (now stock
+    on hand). `on_hand`: every row of the line's units on hand at the stock row instead,
+    whichever receipt they came from; they are alike once on the shelf, so shipping takes any.
+    """
+    line_id, sku, location, source, receipt_id = held
+    cur = await conn.execute(
+        """
+        SELECT id, quantity, source
+          FROM reservations
+         WHERE order_id = %s AND line_id = %s AND sku = %s AND location = %s
+           AND state = 'reserved'
+           AND CASE WHEN %s THEN source = 'current'
+                    ELSE (source = %s OR (%s = 'future' AND source = 'current'))
+                         AND receipt_id IS NOT DISTINCT FROM %s
+               END
+         ORDER BY id DESC
+           FOR UPDATE
+        """,
+        (order_id, line_id, sku, location, on_hand, source, source, receipt_id),
+    )
+    return [(int(row_id), int(q), str(s)) for row_id, q, s in await cur.fetchall()]
+
+
+async def end_held(
+    conn: AsyncConnection[Any], rows: Iterable[HeldRow], wanted: int, key: str, state: str
+) -> tuple[int, int]:
+    """End up to `wanted` units of `rows` (locked, in the order given) as `state` ('released'
+    or 'shipped') by the call `key`, splitting the last row if it holds more: the rest stays
+    reserved, the ended part becomes a row of its own. The units ended, and how many of them
+    were reserved as stock on hand (source 'current')."""
+    key_column, at_column = (sql.Identifier(c) for c in _ENDED_BY[state])
+    end_row = sql.SQL(
+        "UPDATE reservations SET state = %s, {} = %s, {} = now() WHERE id = %s"
+    ).format(key_column, at_column)
+    split_off = sql.SQL(
+        """
+        INSERT INTO reservations (key, order_id, line_id, sku, location, quantity, source,
+                                  receipt_id, state, {}, created_at, {})
+        SELECT key, order_id, line_id, sku, location, %s, source, receipt_id, %s, %s,
+               created_at, now()
+          FROM reservations
+         WHERE id = %s
+        """
+    ).format(key_column, at_column)
+    left = wanted
+    current = 0
+    for row_id, quantity, source in rows:
+        if left == 0:
+            break
+        part = min(quantity, left)
+        if source == "current":
+            current += part
+        if quantity == part:
+            await conn.execute(end_row, (state, key, row_id))
+        else:
+            await conn.execute(
+                "UPDATE reservations SET quantity = quantity - %s WHERE id = %s", (part, row_id)
+            )
+            await conn.execute(split_off, (part, state, key, row_id))
+        left -= part
+    return wanted - left, current

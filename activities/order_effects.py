@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import PaymentRequest, PaymentResult
 from activities.effect_batch import APPLY_ORDER_EFFECTS, CaptureOutcome, EffectBatch, EffectOutcome
 from activities.fulfilment import write_shipment
+from activities.fulfilment_ledger import ship_stock, short_pick_stock
 from activities.inventory import InventoryActivities
 from activities.notices import NoticeActivities
 from activities.read_model import ReadModelActivities
@@ -53,9 +54,10 @@ class OrderEffectActivities:
 
     @activity.defn(name=APPLY_ORDER_EFFECTS.name)
     async def apply_order_effects(self, batch: EffectBatch) -> EffectOutcome:
-        """Shipments, demand, notices and records of the batch, in that order, in one
-        transaction; nothing is written if any part is refused (`InvalidRequest`). Then the
-        captures, each one's outcome reported."""
+        """Shipments, demand, the stock of shipments fulfilment confirmed or short-picked,
+        notices and records of the batch, in that order, in one transaction; nothing is
+        written if any part is refused (`InvalidRequest`). Then the captures, each one's
+        outcome reported."""
         activity.logger.info(
             "%s order=%s: %d shipments, %d demand, %d notices (%s), %d records, %d captures",
             APPLY_ORDER_EFFECTS.name,
@@ -73,6 +75,14 @@ class OrderEffectActivities:
                     await write_shipment(conn, shipment)
                 for demand in batch.demand:
                     await self._inventory.write_demand(conn, demand)
+                for gone in batch.shipped_stock:  # after demand: the lock order of a pass
+                    await ship_stock(
+                        conn, gone.key, gone.order_id, gone.shipment_id, gone.allotments
+                    )
+                for lost in batch.short_picked_stock:
+                    await short_pick_stock(
+                        conn, lost.key, lost.order_id, lost.shipment_id, lost.allotments
+                    )
                 for notice in batch.notices:
                     await self._notices.write_notice(conn, notice)
                 for record in batch.records:

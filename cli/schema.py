@@ -28,6 +28,7 @@ from activities.contracts import AllocationCheck
 from cli.app import command, flag
 from cli.errors import CliError
 from domain.contract import DAY_SCHEMA, INSTANT_SCHEMA
+from domain.fulfilment import FulfilmentReport, ShipmentDelivered, ShipmentShipped, ShortPick
 from domain.inventory import InventoryBatch, InventoryEvent
 from domain.order import Order
 from workflows.allocator_messages import AllocatorStatus, FeedResult, PassOutcome
@@ -40,6 +41,7 @@ from workflows.messages import (
     CheckResult,
     ConsentResult,
     ConsentSignal,
+    FulfilmentAnswer,
     OpenExceptions,
     OrderStatus,
     PriorityChange,
@@ -76,6 +78,13 @@ EVENT_RULES = (
     "a future_receipt_update carries an expected_date or a quantity",
 )
 BATCH_RULES = ("event ids are unique within the batch", *EVENT_RULES)
+REPORT_RULES = (
+    "a short_pick names each line once",
+    "estimated_delivery is not before the day of shipped_at",
+    'the order must have been accepted with fulfilment_reports = "shipped"; the shipment '
+    "must be the order's and in a state the report can move (ready or transfer to shipped or "
+    "short-picked, shipped to delivered)",
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,18 @@ PAYLOADS = _registry(
         ORDER,
         "signal exceptions_changed (what is open for the order on the exception queue)",
     ),
+    accepted(
+        "fulfilment-report",
+        FulfilmentReport,
+        ORDER,
+        "update report_fulfilment (one of shipped, short_pick, delivered, told apart by type)",
+        rules=REPORT_RULES,
+        title="FulfilmentReport",
+    ),
+    accepted("fulfilment-shipped", ShipmentShipped, ORDER, "update report_fulfilment"),
+    accepted("fulfilment-short-pick", ShortPick, ORDER, "update report_fulfilment"),
+    accepted("fulfilment-delivered", ShipmentDelivered, ORDER, "update report_fulfilment"),
+    answered("fulfilment-result", FulfilmentAnswer, ORDER, "result of update report_fulfilment"),
     answered("status", OrderStatus, ORDER, "answer of query status"),
     answered("summary", BackorderSummary, ORDER, "workflow result"),
     accepted(

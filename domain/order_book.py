@@ -31,13 +31,19 @@ from domain.planner import (
 
 class ShipmentStatus(StrEnum):
     READY = "ready"
-    """Current stock, handed to fulfilment: shipped as far as this service is concerned."""
+    """Current stock, handed to fulfilment; shipped once fulfilment confirms, or at once where
+    the site's fulfilment does not report back."""
     TRANSFER = "transfer"
     """Current stock moving to the shipping location; handed to fulfilment like `ready`."""
     FUTURE = "future"
     """Waits for incoming stock expected on `expected_date`; still cancellable."""
     CANCELLED = "cancelled"
-    """A future shipment that went back to backorder or was cancelled with the order."""
+    """A future shipment that went back to backorder or was cancelled with the order, or a
+    ready or transfer one of which the picker found nothing (a short pick)."""
+    SHIPPED = "shipped"
+    """Fulfilment confirmed it left: it carries the carrier and tracking number."""
+    DELIVERED = "delivered"
+    """Fulfilment confirmed the carrier delivered it."""
 
 
 _STATUS_OF_KIND = {
@@ -57,6 +63,12 @@ class BookStatus(StrEnum):
 
 ShipmentId = Annotated[str, Field(min_length=1, max_length=220, pattern=r"^\S(.*\S)?$")]
 """An order id (at most 200 characters) and `-S<n>`."""
+Carrier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+"""The carrier as fulfilment names it (`UPS`, `DHL Express`)."""
+TrackingNumber = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+"""The carrier's tracking number, as fulfilment reports it (inner blanks kept)."""
+
+_SHIPPED = (ShipmentStatus.SHIPPED, ShipmentStatus.DELIVERED)
 
 
 class BookedShipment(Contract):
@@ -71,10 +83,50 @@ class BookedShipment(Contract):
     amount: Money
     """Value of the goods in it (what is captured for it when payment is taken at shipment)."""
     created_at: AwareDatetime
+    carrier: Carrier | None = None
+    """Set once fulfilment confirms the shipment left (shipped, delivered), as are
+    `tracking_number`, `shipped_at` and (if known) `estimated_delivery`."""
+    tracking_number: TrackingNumber | None = None
+    shipped_at: AwareDatetime | None = None
+    estimated_delivery: dt.date | None = None
+    delivered_at: AwareDatetime | None = None
+    """Set once fulfilment confirms the carrier delivered it."""
 
     @property
     def live(self) -> bool:
         return self.status is not ShipmentStatus.CANCELLED
+
+    @model_validator(mode="after")
+    def _fulfilment_details(self) -> BookedShipment:
+        """Tracking exactly when fulfilment confirmed the shipment left; a delivery time exactly
+        when it confirmed the delivery (every shipment recorded before has neither)."""
+        left = self.status in _SHIPPED
+        delivered = self.status is ShipmentStatus.DELIVERED
+        fields = {
+            "carrier": (self.carrier, left, left),
+            "tracking_number": (self.tracking_number, left, left),
+            "shipped_at": (self.shipped_at, left, left),
+            "estimated_delivery": (self.estimated_delivery, False, left),
+            "delivered_at": (self.delivered_at, delivered, delivered),
+        }  # field: (value, required, allowed)
+        if missing := [f for f, (v, required, _) in fields.items() if required and v is None]:
+            raise ValueError(
+                f"shipment {self.shipment_id} is {self.status.value} but has no "
+                f"{', '.join(missing)}"
+            )
+        if extra := [f for f, (v, _, allowed) in fields.items() if not allowed and v is not None]:
+            raise ValueError(
+                f"shipment {self.shipment_id} is {self.status.value}: {', '.join(extra)} may "
+                f"be set only once fulfilment reports it "
+                f"{'delivered' if extra == ['delivered_at'] else 'shipped'}"
+            )
+        shipped_at, delivered_at = self.shipped_at, self.delivered_at
+        if shipped_at is not None and delivered_at is not None and delivered_at < shipped_at:
+            raise ValueError(
+                f"shipment {self.shipment_id}: delivered_at {delivered_at.isoformat()} is "
+                f"before shipped_at {shipped_at.isoformat()}"
+            )
+        return self
 
     def units(self, line_id: str) -> int:
         return sum(a.quantity for a in self.allotments if a.line_id == line_id)
@@ -194,6 +246,12 @@ class OrderBook(Contract):
     def settled(self) -> bool:
         """Nothing waits for stock and nothing waits for a receipt: the order's life is over."""
         return self.unshipped_units == 0
+
+    @property
+    def fulfilled(self) -> bool:
+        """Settled, and fulfilment confirmed every live shipment left (shipped or delivered):
+        where the site's fulfilment reports back, the order's life may end only then."""
+        return self.settled and all(s.status in _SHIPPED for s in self.shipments if s.live)
 
     def line(self, line_id: str) -> BookLine:
         for ln in self.lines:

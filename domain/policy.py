@@ -57,6 +57,20 @@ class PaymentTiming(StrEnum):
     """Captured at order; what is cancelled is refunded."""
 
 
+class FulfilmentReports(StrEnum):
+    """Whether the site's fulfilment tells us what became of a shipment handed to it."""
+
+    NONE = "none"
+    """It does not: a ready shipment counts as shipped (the "shipped" notice goes out and the
+    shipment is captured when it is ready), the order ends when nothing is left to ship, and
+    the ledger keeps the units reserved until the inventory feed counts them out."""
+    SHIPPED = "shipped"
+    """It reports `shipped` (carrier, tracking), `short_pick` and `delivered` for each
+    shipment: the units leave the ledger on `shipped`, the "shipped" notice carries the
+    tracking number, payment taken at shipment is captured then, and the order ends when every
+    unit is shipped or cancelled."""
+
+
 TierName = Annotated[str, Field(min_length=1, max_length=50)]
 TierRank = Annotated[int, Field(ge=0, le=1_000)]
 
@@ -128,6 +142,11 @@ class BackorderPolicy(Contract):
     check_interval_hours: Annotated[int, Field(ge=1)] | None = None
     """Ask the allocator to re-check a waiting order this often: a safety net for a missed signal
     (None: rely on the allocator's signals and its scheduled sweep)."""
+
+    fulfilment_reports: FulfilmentReports = FulfilmentReports.NONE
+    """Whether fulfilment confirms each shipment (`shipped`) or a ready shipment counts as
+    shipped (`none`). An order keeps the value it was accepted under: a policy recorded before
+    this field existed reads as `none`, what those orders did."""
 
     @model_validator(mode="after")
     def _void_and_reauth_needs_full_release(self) -> BackorderPolicy:

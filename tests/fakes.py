@@ -104,7 +104,7 @@ class World:
         return [
             (e.name, tuple((a.sku, a.quantity, a.source.value) for a in e.request.allotments))
             for e in self.effects.values()
-            if e.name in ("reserve_stock", "release_stock")
+            if e.name in ("reserve_stock", "release_stock", "ship_stock", "short_pick_stock")
         ]
 
     # -- the activities --------------------------------------------------------------------------
@@ -227,6 +227,10 @@ class World:
                 await world._apply(c.PUBLISH_SHIPMENT.name, shipment)
             for demand in batch.demand:
                 await world._apply(c.UPDATE_DEMAND.name, demand)
+            for gone in batch.shipped_stock:
+                await world._apply("ship_stock", gone)
+            for lost in batch.short_picked_stock:
+                await world._apply("short_pick_stock", lost)
             for notice in batch.notices:
                 await world._apply(c.SEND_NOTICE.name, notice)
             for record in batch.records:  # an upsert: the same row again is no change

@@ -26,7 +26,7 @@ from temporalio.worker import Worker
 from activities import contracts as c
 from domain.inventory import EventOutcome, EventStatus, InventoryBatch, StockReceived
 from domain.order_book import CancelLine
-from domain.policy import BackorderPolicy, PaymentTiming, ReleaseMode
+from domain.policy import BackorderPolicy, FulfilmentReports, PaymentTiming, ReleaseMode
 from embedded.process import find_binary
 from runtime.temporal_setup import register_search_attributes
 from tests.fakes import Gate, World
@@ -44,6 +44,7 @@ from tests.order_life import (
     start,
     stock,
 )
+from tests.polling import eventually
 from workflows.allocator import AllocatorWorkflow
 from workflows.allocator_messages import AllocatorStart, QueueMove, allocator_id
 from workflows.backorder import BackorderWorkflow
@@ -382,6 +383,41 @@ class NoticeWorld:
         return [deliver]
 
 
+async def fulfilment_reported_short_picked_and_shipped(env: WorkflowEnvironment, queue: str) -> str:
+    """fulfilment_reports = "shipped": a ready shipment waits for fulfilment; a short pick sends
+    a unit back to backorder, `shipped` captures, the last unit is allotted, shipped and
+    delivered, and the order ends."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("KTP", 3, "10.00")], paid="30.00")
+    handle = await start(env, order, queue)
+    three = release(order.order_id, [("L1", "KTP", 3, 0)], ready(current("L1", "KTP", 3)))
+    await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=three))
+    s1, s2 = f"{order.order_id}-S1", f"{order.order_id}-S2"
+
+    async def report(data: dict[str, Any]) -> None:
+        await handle.execute_update("report_fulfilment", data)
+
+    async def shipments(n: int) -> None:  # the allotment is in the book
+        await eventually(
+            lambda: handle.query(BackorderWorkflow.status), lambda s: len(s.shipments) >= n
+        )
+
+    at = t0.isoformat()
+    await shipments(1)
+    await report({"type": "short_pick", "shipment_id": s1,
+                  "lines": [{"line_id": "L1", "found": 2}], "reported_at": at})  # fmt: skip
+    await report({"type": "shipped", "shipment_id": s1, "carrier": "UPS",
+                  "tracking_number": "1Z1", "shipped_at": at})  # fmt: skip
+    one = release(order.order_id, [("L1", "KTP", 1, 0)], ready(current("L1", "KTP", 1)))
+    await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P2", release=one))
+    await shipments(2)
+    await report({"type": "delivered", "shipment_id": s1, "delivered_at": at})
+    await report({"type": "shipped", "shipment_id": s2, "carrier": "UPS",
+                  "tracking_number": "1Z2", "shipped_at": at})  # fmt: skip
+    await handle.result()
+    return order.workflow_id
+
+
 async def notices_delivered_woken_retried_and_polled(env: WorkflowEnvironment, queue: str) -> str:
     state = NoticeDeliveryState(poll_interval=dt.timedelta(minutes=1))
     handle = await env.client.start_workflow(
@@ -410,6 +446,10 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
     "messages_answered_and_refused": (messages_answered_and_refused, World()),
     "inexact_order_refused": (inexact_order_refused, World()),
     "exceptions_news_mirrored": (exceptions_news_mirrored, World()),
+    "fulfilment_reported_short_picked_and_shipped": (
+        fulfilment_reported_short_picked_and_shipped,
+        World(policy=BackorderPolicy(fulfilment_reports=FulfilmentReports.SHIPPED)),
+    ),
     "part_cancelled_then_ftc_cancelled": (
         part_cancelled_then_ftc_cancelled,
         World(

@@ -22,6 +22,9 @@ from activities.notices import queue_exception
 from config import Settings
 from domain.order import Order
 from embedded.process import find_binary
+from payments.sandbox import SandboxGateway
+from tests.checkout import checked_out
+from tests.polling import eventually
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus
@@ -326,3 +329,63 @@ async def test_backorder_cli_feeds_inventory_and_runs_a_check(
         assert code == 0 and "pass" in out, (out, err)
         code, out, err = await asyncio.to_thread(cli, "allocator", "status")
         assert code == 0 and site in out and "morning check" in out, (out, err)
+
+
+async def test_backorder_cli_reports_what_fulfilment_did_with_a_shipment(
+    dev_env: WorkflowEnvironment,
+    pg_pool: AsyncConnectionPool,
+    pg_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`backorder shipment short-pick|shipped|delivered` find the shipment's order in the read
+    model and answer what changed; a bad value or a refused report is one line, exit 1 or 2."""
+    queue = f"tq-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv(
+        "BACKORDER_TEMPORAL__TARGET", dev_env.client.service_client.config.target_host
+    )
+    monkeypatch.setenv("BACKORDER_TEMPORAL__TASK_QUEUE", queue)
+    monkeypatch.setenv("BACKORDER_DATABASE__DSN", pg_dsn)
+    monkeypatch.setenv("BACKORDER_POLICY__FULFILMENT_REPORTS", "shipped")
+    settings = Settings(site="test")
+    now = await dev_env.get_current_time()
+    checkout = await checked_out(pg_pool, SandboxGateway(pg_pool), now, "FC")
+    order = checkout.order
+    s1 = f"{order.order_id}-S1"
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = starter.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    async with build_worker(dev_env.client, pg_pool, settings):
+        handle = await dev_env.client.start_workflow(
+            BackorderWorkflow.run, order, id=order.workflow_id, task_queue=queue
+        )
+        await eventually(
+            lambda: handle.query(BackorderWorkflow.status), lambda s: len(s.shipments) == 1
+        )
+        code, _, err = await asyncio.to_thread(cli, "shipment", "short-pick", s1, "--found", "L1")
+        assert code == 2 and "expected LINE:FOUND" in err
+        code, _, err = await asyncio.to_thread(cli, "shipment", "delivered", "NOPE-S1")
+        assert code == 1 and "no shipment NOPE-S1" in err
+        code, _, err = await asyncio.to_thread(cli, "shipment", "delivered", s1)
+        assert code == 1 and "delivered report refused (FulfilmentReportRefused)" in err
+        code, out, _ = await asyncio.to_thread(cli, "shipment", "short-pick", s1, "--found", "L1:1")
+        assert code == 0 and "1 units, ready" in out and "order is backordered" in out, out
+        code, out, err = await asyncio.to_thread(
+            cli, "shipment", "shipped", s1, "--carrier", "DHL", "--tracking", "JD0001",
+            "--estimated-delivery", "2999-01-01",
+        )  # fmt: skip
+        assert code == 0 and "shipped by DHL, tracking JD0001" in out, (out, err)
+        code, out, _ = await asyncio.to_thread(
+            cli, "shipment", "shipped", s1, "--carrier", "DHL", "--tracking", "JD0001"
+        )
+        assert code == 0 and "already (nothing changed)" in out
+        code, _, err = await asyncio.to_thread(
+            cli, "shipment", "shipped", s1, "--carrier", " ", "--tracking", "JD0001"
+        )
+        assert code == 1 and "not a valid shipped report" in err and "carrier" in err, err
+        code, out, _ = await asyncio.to_thread(cli, "shipment", "delivered", s1)
+        assert code == 0 and "delivered; 1 units, delivered" in out
+        await handle.terminate("test over")

@@ -163,9 +163,9 @@ def shipment(order_id: str, status: ShipmentStatus, quantity: int = 2) -> Booked
     )
 
 
-def publish(order_id: str, booked: BookedShipment) -> ShipmentRequest:
+def publish(order_id: str, booked: BookedShipment, step: str | None = None) -> ShipmentRequest:
     return ShipmentRequest(
-        key=f"backorder-{order_id}/shipment/{booked.shipment_id}/{booked.status.value}",
+        key=f"backorder-{order_id}/shipment/{booked.shipment_id}/{step or booked.status.value}",
         order_id=order_id,
         shipment=booked,
     )
@@ -227,10 +227,10 @@ async def test_publish_shipment_refuses_what_would_be_lost_or_undone(
     await env.run(
         activities.publish_shipment, publish(order_id, shipment(order_id, ShipmentStatus.READY))
     )
-    with pytest.raises(ApplicationError) as caught:  # ready is final: fulfilment has it
+    with pytest.raises(ApplicationError) as caught:  # fulfilment has it: no way back
         await env.run(
             activities.publish_shipment,
-            publish(order_id, shipment(order_id, ShipmentStatus.CANCELLED)),
+            publish(order_id, shipment(order_id, ShipmentStatus.FUTURE), "S1-again"),
         )
     assert caught.value.type == INVALID_REQUEST and caught.value.non_retryable
     assert "is ready" in str(caught.value)
@@ -241,3 +241,20 @@ async def test_publish_shipment_refuses_what_would_be_lost_or_undone(
         pg_dsn, "SELECT status FROM shipment_events WHERE shipment_id = %s", f"{order_id}-S1"
     )
     assert sorted(e[0] for e in events) == ["future", "ready"]
+
+    # fulfilment reports it shipped, then delivered: delivered is final
+    left = shipment(order_id, ShipmentStatus.READY).model_copy(
+        update={"status": ShipmentStatus.SHIPPED, "carrier": "UPS", "tracking_number": "1Z",
+                "shipped_at": T0}
+    )  # fmt: skip
+    await env.run(activities.publish_shipment, publish(order_id, left, "shipped"))
+    arrived = left.model_copy(update={"status": ShipmentStatus.DELIVERED, "delivered_at": T0})
+    await env.run(activities.publish_shipment, publish(order_id, arrived, "delivered"))
+    with pytest.raises(ApplicationError, match="is delivered"):
+        await env.run(activities.publish_shipment, publish(order_id, left, "shipped-again"))
+    rows = await fetch(
+        pg_dsn,
+        "SELECT status, carrier, tracking_number FROM shipments WHERE shipment_id = %s",
+        f"{order_id}-S1",
+    )
+    assert rows == [("delivered", "UPS", "1Z")]

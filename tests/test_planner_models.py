@@ -25,6 +25,7 @@ from domain.planner import (
 from domain.policy import (
     AcceptanceSplit,
     BackorderPolicy,
+    FulfilmentReports,
     InsertHandling,
     PaymentTiming,
     ReleaseMode,
@@ -62,6 +63,7 @@ def test_policy_defaults_follow_the_most_common_setup_in_the_seeds() -> None:
         "ftc_exception_days": 25,
         "auto_cancel_days": None,
         "check_interval_hours": None,
+        "fulfilment_reports": FulfilmentReports.NONE,
     }
 
 

@@ -41,6 +41,7 @@ from workflows.messages import (
     CancelResult,
     CheckResult,
     ConsentResult,
+    FulfilmentAnswer,
     OrderStatus,
     PriorityResult,
 )
@@ -351,6 +352,56 @@ MESSAGE_CASES = [
     bad("exceptions-changed", "as_of without zone", {"open": 0, "as_of": "2026-12-01T09:00:00"}),
 ]  # fmt: skip
 
+SHIPPED = {
+    "type": "shipped",
+    "shipment_id": "A-1-S1",
+    "carrier": "UPS",
+    "tracking_number": "1Z999AA1012345678",
+    "shipped_at": "2026-12-01T09:00:00Z",
+}
+SHORT_PICK = {
+    "type": "short_pick",
+    "shipment_id": "A-1-S1",
+    "lines": [{"line_id": "1", "found": 1}],
+    "reported_at": "2026-12-01T09:00:00Z",
+}
+DELIVERED = {"type": "delivered", "shipment_id": "A-1-S1", "delivered_at": "2026-12-03T15:00:00Z"}
+FULFILMENT_CASES = [
+    good("fulfilment-report", "shipped", SHIPPED),
+    good("fulfilment-report", "shipped with an estimate",
+         {**SHIPPED, "estimated_delivery": "2026-12-04"}),
+    good("fulfilment-report", "short pick", SHORT_PICK),
+    good("fulfilment-report", "nothing found", {**SHORT_PICK, "lines": [{"line_id": "1",
+                                                                           "found": 0}]}),
+    good("fulfilment-report", "delivered", DELIVERED),
+    bad("fulfilment-report", "no type", {k: v for k, v in SHIPPED.items() if k != "type"}),
+    bad("fulfilment-report", "unknown type", {**SHIPPED, "type": "lost"}),
+    bad("fulfilment-report", "no tracking number",
+        {k: v for k, v in SHIPPED.items() if k != "tracking_number"}),
+    bad("fulfilment-report", "empty carrier", {**SHIPPED, "carrier": ""}),
+    bad("fulfilment-report", "shipped_at without zone",
+        {**SHIPPED, "shipped_at": "2026-12-01T09:00:00"}),
+    bad("fulfilment-report", "found -1", {**SHORT_PICK, "lines": [{"line_id": "1",
+                                                                     "found": -1}]}),
+    bad("fulfilment-report", 'found "1"', {**SHORT_PICK, "lines": [{"line_id": "1",
+                                                                      "found": "1"}]}),
+    bad("fulfilment-report", "no lines", {**SHORT_PICK, "lines": []}),
+    bad("fulfilment-report", "unknown field", {**DELIVERED, "signed_by": "J. Doe"}),
+    service_only("fulfilment-report", "estimate before shipping",
+                 {**SHIPPED, "estimated_delivery": "2026-11-30"},
+                 "estimated_delivery is not before the day of shipped_at"),
+    service_only("fulfilment-report", "a line twice",
+                 {**SHORT_PICK, "lines": [{"line_id": "1", "found": 1},
+                                          {"line_id": "1", "found": 0}]},
+                 "a short_pick names each line once"),
+    good("fulfilment-shipped", "shipped", SHIPPED),
+    bad("fulfilment-shipped", "a short pick", SHORT_PICK),
+    good("fulfilment-short-pick", "short pick", SHORT_PICK),
+    bad("fulfilment-short-pick", "delivered", DELIVERED),
+    good("fulfilment-delivered", "delivered", DELIVERED),
+    bad("fulfilment-delivered", "delivered_at as a number", {**DELIVERED, "delivered_at": 0}),
+]  # fmt: skip
+
 FUTURE_ALLOTMENT = {
     "line_id": "1",
     "sku": "KTP",
@@ -464,7 +515,7 @@ INVENTORY_CASES = [
     bad("run-check", "unknown field", {"site": "default"}),
 ]  # fmt: skip
 
-CASES = [*ORDER_CASES, *MESSAGE_CASES, *ALLOTMENT_CASES, *INVENTORY_CASES]
+CASES = [*ORDER_CASES, *MESSAGE_CASES, *FULFILMENT_CASES, *ALLOTMENT_CASES, *INVENTORY_CASES]
 
 
 @pytest.mark.parametrize("case", [c.param for c in CASES])
@@ -563,6 +614,14 @@ def _sent() -> list[tuple[str, BaseModel]]:
         ("consent-result", ConsentResult(ftc_state=FtcState.NONE, consented_until=NOW.date())),
         ("priority-result", PriorityResult(previous_tier="standard", tier="vip")),
         ("check-result", CheckResult(skus=("KTP",), backordered_units=3)),
+        (
+            "fulfilment-result",
+            FulfilmentAnswer(
+                shipment=_shipment(),
+                changed=True,
+                order_status=BackorderStatus.AWAITING_RECEIPT,
+            ),
+        ),
         ("status", _status()),
         ("summary", _summary()),
         ("apply-inventory-result", FeedResult(pass_id="p-1", outcomes=(outcome,))),

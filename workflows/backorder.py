@@ -26,6 +26,7 @@ from workflows.alarm import Alarm
 from workflows.allotments import Allotments
 from workflows.customer_service import CustomerService, RefusedMessage, ServiceMessage
 from workflows.failures import cause_of, error_type_of
+from workflows.fulfilment_reports import FulfilmentSteps
 from workflows.order_state import PendingEffects
 from workflows.order_views import line_statuses, order_summary, waiting_book
 from workflows.patches import (
@@ -63,7 +64,7 @@ DUTIES_PER_WAKEUP = 50
 
 
 @workflow.defn(name="BackorderWorkflow")
-class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
+class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService, FulfilmentSteps):
     @workflow.init
     def __init__(self, start: Order | CarriedState) -> None:
         order = start.order if isinstance(start, CarriedState) else start
@@ -126,13 +127,13 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
             if not self._accepted:
                 async with self._transition():  # an early cancel_order waits for it
                     await shielded(self._accept())
-            while not self._book.settled:
+            while not self._done():
                 await shielded(self._work())
-                if self._book.settled:
+                if self._done():
                     break
                 if workflow.info().is_continue_as_new_suggested():
                     await workflow.wait_condition(workflow.all_handlers_finished)
-                    if not self._inbox and not self._book.settled:
+                    if not self._inbox and not self._done():
                         workflow.continue_as_new(self._carried())
                 await self._sleep()
             await shielded(self._settle())
@@ -227,7 +228,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
         if workflow.patched(LEAN_HISTORY_2):
             self._alarm.set(wakeup)
             await workflow.wait_condition(
-                lambda: bool(self._inbox) or self._book.settled or self._alarm.rang
+                lambda: bool(self._inbox) or self._done() or self._alarm.rang
             )
             return
         timeout = None
@@ -235,7 +236,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService):
             timeout = max(wakeup - workflow.now(), timedelta(seconds=1))
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: bool(self._inbox) or self._book.settled, timeout=timeout
+                lambda: bool(self._inbox) or self._done(), timeout=timeout
             )
 
     async def _work(self) -> None:

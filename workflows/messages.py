@@ -30,6 +30,9 @@ class BackorderStatus(StrEnum):
     """Units wait for stock."""
     AWAITING_RECEIPT = "awaiting_receipt"
     """Every unit is assigned, but some wait in future shipments for incoming stock."""
+    AWAITING_SHIPMENT = "awaiting_shipment"
+    """Every unit is with fulfilment (or cancelled), and fulfilment has yet to confirm some
+    shipments (`fulfilment_reports = "shipped"`)."""
     COMPLETED = "completed"
     """Nothing is left to ship; at least part of the order shipped."""
     CANCELLED = "cancelled"
@@ -201,6 +204,15 @@ class BackorderSummary(Contract):
     payment: PaymentBook | None = None
     days_in_backorder: Count
     ended_at: Instant
+
+
+class FulfilmentAnswer(Contract):
+    """The `report_fulfilment` update's answer: the shipment as it is now, whether the report
+    changed it (false: the same report came before), and the order's status."""
+
+    shipment: BookedShipment
+    changed: bool
+    order_status: BackorderStatus
 
 
 class OrderRecord(Contract):

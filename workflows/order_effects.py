@@ -144,7 +144,7 @@ class OrderEffects(OrderState):
             self._schedule = record_expected_ship_date(self._schedule, expected)
         if book.settled and self._schedule.backordered:
             self._schedule = record_cleared(self._schedule)
-        status = status_of(book)
+        status = status_of(book, self._reports())
         moved = status is not self._status
         if moved or accepted:
             self._status, self._status_since = status, workflow.now()

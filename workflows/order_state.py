@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.order import Order
     from domain.order_book import OrderBook
     from domain.payment import PaymentBook
-    from domain.policy import BackorderPolicy
+    from domain.policy import BackorderPolicy, FulfilmentReports
     from domain.schedule import ScheduleState
     from workflows.messages import BackorderStatus, LogEntry, OpenExceptions, OrderRecord
 
@@ -46,9 +46,19 @@ class PendingEffects:
     notices: list[c.Notice] = field(default_factory=list)
     records: list[OrderRecord] = field(default_factory=list)
     captures: list[PendingCapture] = field(default_factory=list)
+    shipped_stock: list[c.ShipmentStock] = field(default_factory=list)
+    short_picked_stock: list[c.ShipmentStock] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.shipments or self.demand or self.notices or self.records or self.captures)
+        return bool(
+            self.shipments
+            or self.demand
+            or self.notices
+            or self.records
+            or self.captures
+            or self.shipped_stock
+            or self.short_picked_stock
+        )
 
     def batch(self, order_id: str) -> EffectBatch:
         return EffectBatch(
@@ -58,6 +68,8 @@ class PendingEffects:
             notices=tuple(self.notices),
             records=tuple(self.records),
             captures=tuple(p.request for p in self.captures),
+            shipped_stock=tuple(self.shipped_stock),
+            short_picked_stock=tuple(self.short_picked_stock),
         )
 
 
@@ -87,6 +99,16 @@ class OrderState:
     _row_written: bool
     """Whether this run has sent the order's read-model row (its later records name the order
     by id)."""
+
+    def _reports(self) -> bool:
+        """Whether fulfilment confirms this order's shipments (the policy it was accepted
+        under; orders accepted before the setting existed read `none`)."""
+        return self._policy.fulfilment_reports is FulfilmentReports.SHIPPED
+
+    def _done(self) -> bool:
+        """Nothing is left to ship, and (where fulfilment reports) every shipment is confirmed
+        shipped or cancelled: the order's life is over."""
+        return self._book.settled and (not self._reports() or self._book.fulfilled)
 
     def _days_in_backorder(self) -> int:
         return (workflow.now() - self._schedule.accepted_at).days

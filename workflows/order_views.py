@@ -19,7 +19,7 @@ from temporalio.common import SearchAttributeUpdate
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from domain.order import Order
-    from domain.order_book import BookLine, OrderBook, ShipmentStatus
+    from domain.order_book import BookLine, OrderBook
     from domain.payment import PaymentBook
     from domain.planner import LineOutcome
     from domain.policy import BackorderPolicy
@@ -81,14 +81,15 @@ def waiting_book(order: Order) -> OrderBook:
     )
 
 
-def status_of(book: OrderBook) -> BackorderStatus:
+def status_of(book: OrderBook, reports: bool = False) -> BackorderStatus:
+    """`reports`: fulfilment confirms shipments, so a ready one is not shipped yet."""
     if book.backordered_units:
         return BackorderStatus.BACKORDERED
     if book.unshipped_units:
         return BackorderStatus.AWAITING_RECEIPT
-    shipped = any(
-        s.status in (ShipmentStatus.READY, ShipmentStatus.TRANSFER) for s in book.shipments
-    )
+    if reports and not book.fulfilled:
+        return BackorderStatus.AWAITING_SHIPMENT
+    shipped = any(s.live for s in book.shipments)
     return BackorderStatus.COMPLETED if shipped else BackorderStatus.CANCELLED
 
 

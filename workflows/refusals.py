@@ -33,6 +33,11 @@ NOTHING_TO_CONSENT = "NothingToConsent"
 """A consent with no delay notice awaiting one (or after the FTC cancel fell due)."""
 NOTHING_TO_CHECK = "NothingToCheck"
 """A check of an order none of whose units waits for stock."""
+REPORTS_NOT_TAKEN = "FulfilmentReportsNotTaken"
+"""A fulfilment report to an order accepted under `fulfilment_reports = "none"`."""
+REPORT_REFUSED = "FulfilmentReportRefused"
+"""A fulfilment report the shipment's state refuses (unknown shipment, not with fulfilment,
+more units found than it holds, shipped already under another tracking number...)."""
 UNKNOWN_MESSAGE = "UnknownMessage"
 """A signal name the order workflow does not have (recorded, never applied)."""
 

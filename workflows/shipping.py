@@ -17,11 +17,12 @@ with workflow.unsafe.imports_passed_through():
 
 class Shipping(PaymentSteps):
     async def _ship(self, shipments: Iterable[BookedShipment], step: str) -> None:
-        """Hand new or newly ready shipments to fulfilment, capture them, tell the customer."""
+        """Hand new or newly ready shipments to fulfilment, capture them, tell the customer.
+        Where fulfilment reports back, capture and notice wait for its `shipped`."""
         going = []
         for s in shipments:
             await self._publish(s, step)
-            if s.status in (ShipmentStatus.READY, ShipmentStatus.TRANSFER):
+            if s.status in (ShipmentStatus.READY, ShipmentStatus.TRANSFER) and not self._reports():
                 await self._capture(s)
                 going.append(s)
         if going:
