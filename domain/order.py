@@ -170,6 +170,15 @@ def _span(d: dt.timedelta) -> str:
     return f"{n} {unit}{'' if n == 1 else 's'}"
 
 
+class ShippingPreference(StrEnum):
+    """How the customer chose, at checkout, to receive an order not all in stock."""
+
+    SHIP_AVAILABLE = "ship_available"
+    """What is in stock ships now; the rest follows as it arrives."""
+    SHIP_COMPLETE = "ship_complete"
+    """Nothing ships until the whole order can: one delivery, later."""
+
+
 class Order(Contract):
     order_id: Identifier
     order_number: Identifier
@@ -186,6 +195,9 @@ class Order(Contract):
     applied_for_credit: Flag = False
     """The buyer applied to the merchant for credit to pay for this order: the FTC rule then
     allows 50 days to ship instead of 30 when no date was stated."""
+    shipping_preference: ShippingPreference | None = None
+    """The customer's choice between shipping what is ready and shipping complete; it overrides
+    the site's `acceptance_split` and `release_mode` for this order. None: the site decides."""
 
     @field_validator("placed_at")
     @classmethod

@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, NonNegativeInt, model_validator
 
 from domain.contract import PositiveCount
-from domain.order import Contract, Identifier, Money, Order, repeated
+from domain.order import Contract, Identifier, Money, Order, ShippingPreference, repeated
 from domain.planner import (
     AcceptancePlan,
     Allotment,
@@ -281,6 +281,7 @@ class OrderBook(Contract):
             fulfillment=order.fulfillment,
             lines=waiting,
             shipments=sum(1 for s in self.shipments if s.live),
+            release_in_full=order.shipping_preference is ShippingPreference.SHIP_COMPLETE,
         )
 
     # -- changing ------------------------------------------------------------------------------

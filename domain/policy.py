@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, NonNegativeInt, model_validator
 
-from domain.order import Contract
+from domain.order import Contract, ShippingPreference
 
 
 class ReleaseMode(StrEnum):
@@ -169,6 +169,26 @@ class BackorderPolicy(Contract):
                 f"acceptance_split {self.acceptance_split.value!r} releases a backorder only in "
                 "full; use acceptance_split 'all' or release_mode 'full'"
             )
+        return self
+
+    def for_order(self, preference: ShippingPreference | None) -> BackorderPolicy:
+        """The policy an order lives by: the site's, with the customer's shipping preference
+        over its split and release rules (the glossary's options A and B; C is the customer
+        choosing, which is the preference itself).
+
+        `ship_complete`: any shortfall holds the whole order and it is released only in full.
+        `ship_available`: in-stock lines ship at acceptance even where the site holds whole
+        orders; the rest is released as the site releases (in full, unless its `release_mode`
+        is partial)."""
+        if preference is ShippingPreference.SHIP_COMPLETE:
+            return self.override(
+                acceptance_split=AcceptanceSplit.ENTIRE_ORDER, release_mode=ReleaseMode.FULL
+            )
+        if (
+            preference is ShippingPreference.SHIP_AVAILABLE
+            and self.acceptance_split is AcceptanceSplit.ENTIRE_ORDER
+        ):
+            return self.override(acceptance_split=AcceptanceSplit.ON_ACCEPTANCE)
         return self
 
     def tier_rank(self, tier: str) -> int:

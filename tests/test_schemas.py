@@ -293,6 +293,9 @@ ORDER_CASES = [
     bad("order", "stated date 30 February", order(("stated_ship_date", "2027-02-30"))),
     bad("order", 'allow_backorder "yes"', order(("lines.0.allow_backorder", "yes"))),
     bad("order", "applied_for_credit 1", order(("applied_for_credit", 1))),
+    good("order", "ship complete", order(("shipping_preference", "ship_complete"))),
+    good("order", "ship what is ready", order(("shipping_preference", "ship_available"))),
+    bad("order", "shipping_preference partial", order(("shipping_preference", "partial"))),
     service_only("order", "quantity 2.0", order(("lines.0.quantity", 2.0)), INTEGERS),
     service_only("order", "line ids repeated", order(
         ("lines.1", {**SECOND_LINE, "line_id": "1"}), ("payment", DELETE),

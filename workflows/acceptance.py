@@ -46,7 +46,8 @@ class Acceptance(Shipping):
         order = self._order
         opened, self._opened = self._opened, None
         chosen = opened.policy if opened else await call(c.LOAD_POLICY, self._policy_request())
-        self._site, self._policy = chosen.site, chosen.policy
+        self._site = chosen.site
+        self._policy = chosen.policy.for_order(order.shipping_preference)
         policy = self._policy
         for attempt in range(1, RESERVE_ATTEMPTS + 1):
             if attempt == 1 and opened is not None:
