@@ -21,6 +21,7 @@ from domain.order_book import CancelLine, ShipmentStatus
 from domain.policy import BackorderPolicy, FulfilmentReports, ReleaseMode
 from tests.fakes import Gate, World
 from tests.order_life import (
+    Clock,
     Handle,
     accepted,
     current,
@@ -290,4 +291,36 @@ async def test_two_reports_accepted_together_are_checked_again_under_the_lock(
         ("void", Decimal("5.00"), "auth-0"),
         ("capture", Decimal("20.00"), "auth-0"),
     ]
+    assert summary.status is BackorderStatus.COMPLETED
+
+
+async def test_the_hold_is_renewed_while_fulfilment_has_not_confirmed_the_shipment(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Everything is with fulfilment, nothing is captured yet (capture waits for `shipped`):
+    the re-authorisation timer alone runs on, so the shipment is captured from a live hold
+    when fulfilment confirms it on day 8, past the first hold's 7 days."""
+    env = time_skipping_env
+    t0 = await env.get_current_time()
+    clock = Clock(env, t0)
+    order = make_order(t0, [("KTP", 2, "10.00")], paid="20.00")
+    world = World(policy=REPORTING)  # the fake gateway's holds last 7 days
+    queue = task_queue()
+    async with running(env, world, queue):
+        handle = await start(env, order, queue)
+        two = release(order.order_id, [("L1", "KTP", 2, 0)], ready(current("L1", "KTP", 2)))
+        await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=two))
+        await eventually(lambda: status(handle), lambda s: s is BackorderStatus.AWAITING_SHIPMENT)
+        view = await handle.query(BackorderWorkflow.status)
+        assert view.schedule is not None
+        assert [d.kind.value for d in view.schedule.upcoming] == ["reauthorise"]
+        await clock.until(8)
+        answer = await report(handle, shipped(f"{order.order_id}-S1", await env.get_current_time()))
+        summary = await handle.result()
+    assert answer.order_status is BackorderStatus.COMPLETED
+    pays = [(step, amount, ref) for step, amount, ref in world.payments()]
+    assert pays[0] == ("authorise", Decimal("20.00"), "auth-0")  # day 6: the hold renewed
+    assert pays[1] == ("void", Decimal("20.00"), "auth-0")
+    renewed = world.effects[next(k for k in world.effects if "/reauthorise/" in k)].result
+    assert pays[2] == ("capture", Decimal("20.00"), renewed.reference)  # from the live hold
     assert summary.status is BackorderStatus.COMPLETED

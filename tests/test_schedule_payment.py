@@ -15,6 +15,8 @@ from domain.schedule import (
     next_wakeup,
     record,
     record_authorisation,
+    record_awaiting_capture,
+    record_cleared,
     upcoming,
 )
 from tests.test_schedule_life import (
@@ -87,3 +89,15 @@ def test_a_reauth_is_recorded_through_the_new_authorisation() -> None:
     renewed = record_authorisation(state, authorised(day(6)))
     assert next_wakeup(renewed, POLICY) == day(7)  # the day-7 customer update
     assert [d.at for d in upcoming(renewed, POLICY) if d.kind is DutyKind.REAUTHORISE] == [day(12)]
+
+
+def test_only_the_reauth_runs_on_while_shipments_wait_to_be_confirmed_and_captured() -> None:
+    state = waiting(authorisation=authorised(ACCEPTED), last_update_day=0)
+    cleared = record_cleared(state)
+    assert upcoming(cleared, POLICY) == () and next_wakeup(cleared, POLICY) is None
+    awaiting = record_awaiting_capture(cleared, True)
+    assert [d.kind for d in upcoming(awaiting, POLICY)] == [DutyKind.REAUTHORISE]
+    assert [d.kind for d in due(awaiting, POLICY, day(40))] == [DutyKind.REAUTHORISE]
+    assert record_cleared(awaiting).awaiting_capture is False  # the order's end stops it
+    # while units are backordered every timer runs, as ever: the flag is only for after
+    assert record_awaiting_capture(state, True).awaiting_capture is False

@@ -244,7 +244,7 @@ class BackorderWorkflow(Acceptance, Allotments, TimerDuties, CustomerService, Fu
             await self._drain()
             for _ in range(DUTIES_PER_WAKEUP):
                 duties = due(self._schedule, self._policy, workflow.now())
-                if not duties or self._book.settled:
+                if not duties or (self._book.settled and not self._schedule.awaiting_capture):
                     return
                 await self._perform(duties[0])
             workflow.logger.error("timers did not settle after %d duties", DUTIES_PER_WAKEUP)

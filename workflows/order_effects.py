@@ -21,7 +21,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.effect_batch import APPLY_ORDER_EFFECTS, CaptureOutcome
     from domain.order_book import BookedShipment
     from domain.planner import Allotment
-    from domain.schedule import record_cleared, record_expected_ship_date
+    from domain.schedule import (
+        record_awaiting_capture,
+        record_cleared,
+        record_expected_ship_date,
+    )
     from workflows.calls import call, run_step, shielded
     from workflows.messages import BackorderStatus, OrderRecord
 
@@ -144,6 +148,9 @@ class OrderEffects(OrderState):
             self._schedule = record_expected_ship_date(self._schedule, expected)
         if book.settled and self._schedule.backordered:
             self._schedule = record_cleared(self._schedule)
+        awaiting = self._reports() and book.settled and not book.fulfilled
+        if awaiting != self._schedule.awaiting_capture:  # the hold must outlast fulfilment
+            self._schedule = record_awaiting_capture(self._schedule, awaiting)
         status = status_of(book, self._reports())
         moved = status is not self._status
         if moved or accepted:

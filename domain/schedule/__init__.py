@@ -11,6 +11,7 @@ from domain.schedule.ftc import original_deadline
 from domain.schedule.recording import (
     record,
     record_authorisation,
+    record_awaiting_capture,
     record_cleared,
     record_consent,
     record_expected_ship_date,
@@ -38,6 +39,7 @@ __all__ = [
     "original_deadline",
     "record",
     "record_authorisation",
+    "record_awaiting_capture",
     "record_cleared",
     "record_consent",
     "record_expected_ship_date",

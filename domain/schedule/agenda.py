@@ -22,9 +22,11 @@ from domain.schedule.timers import auto_cancel, customer_updates, exception_flag
 
 
 def scheduled(state: ScheduleState, policy: BackorderPolicy) -> tuple[Due, ...]:
-    """Every duty armed in this state, whenever it falls due; none once nothing is backordered."""
+    """Every duty armed in this state, whenever it falls due; none once nothing is backordered
+    (but the re-authorisation while shipments wait to be confirmed and captured)."""
     if not state.backordered:
-        return ()
+        renewal = reauthorisation(state, policy) if state.awaiting_capture else None
+        return () if renewal is None else (renewal,)
     single = (
         reauthorisation(state, policy),
         exception_flag(state, policy),

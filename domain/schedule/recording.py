@@ -73,7 +73,13 @@ def record_expected_ship_date(state: ScheduleState, expected: date | None) -> Sc
 
 def record_cleared(state: ScheduleState) -> ScheduleState:
     """Nothing is backordered any more (all shipped or cancelled): every timer stops for good."""
-    return state.model_copy(update={"backordered": False})
+    return state.model_copy(update={"backordered": False, "awaiting_capture": False})
+
+
+def record_awaiting_capture(state: ScheduleState, awaiting: bool) -> ScheduleState:
+    """Whether shipments with fulfilment still wait for their capture (see `awaiting_capture`);
+    only once nothing is backordered."""
+    return state.model_copy(update={"awaiting_capture": awaiting and not state.backordered})
 
 
 def record_still_waiting(state: ScheduleState) -> ScheduleState:

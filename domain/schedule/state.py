@@ -84,6 +84,10 @@ class ScheduleState(Contract):
     """The best known date the backorder can ship (from incoming receipts); None: unknown."""
     backordered: bool = True
     """Anything still waiting; once nothing is (all shipped or cancelled) every timer stops."""
+    awaiting_capture: bool = False
+    """Nothing waits for stock, but shipments with fulfilment are captured only when it
+    confirms them (`fulfilment_reports = "shipped"`): the re-authorisation timer alone runs on,
+    so the hold does not lapse before they ship."""
     authorisation: Authorisation | None = None
     """The open payment authorisation, if any."""
     last_update_day: NonNegativeInt = 0
