@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.allocation import AllocationActivities
+from activities.backorder_limits import BackorderLimits
 from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
 from activities.notice_delivery import NoticeDeliveryActivities
@@ -109,7 +110,10 @@ def activities(
         policy.load_policy,
         *inventory.activities(),
         *OpeningActivities(
-            read_model.claim_order, policy.load_policy, inventory.check_availability
+            read_model.claim_order,
+            policy.load_policy,
+            inventory.check_availability,
+            BackorderLimits(pool),
         ).activities(),
         *payments.activities(),
         *notices.activities(),

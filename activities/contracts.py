@@ -19,6 +19,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import AwareDatetime, BaseModel, Field
 
 from domain.inventory import EventOutcome, InventoryEvent, StockPosition
+from domain.limits import BackorderAllowance
 from domain.order import Contract, Fulfillment, Identifier, Money
 from domain.order_book import BookedShipment
 from domain.planner import Allotment, Backorder, Catalog, Stock
@@ -113,18 +114,37 @@ class Availability(Contract):
     catalog: Catalog
 
 
+class WantedUnits(Contract):
+    sku: Identifier
+    quantity: Annotated[int, Field(gt=0)]
+
+
+class AllowanceRequest(Contract):
+    """The backorder room an order asks for, per sku (at most its quantity), where the site's
+    policy limits backorders: claimed for it under a lock, so two orders accepted at once
+    cannot both take the last of it."""
+
+    order_id: Identifier
+    customer_id: Identifier
+    wanted: Annotated[tuple[WantedUnits, ...], Field(min_length=1)]
+
+
 class OrderOpening(Contract):
     """Acceptance's first step in one call (lean-history-2): claim the order id, then read the
-    site's policy and the stock of the order's skus."""
+    site's policy and the stock of the order's skus (and claim backorder room where the
+    policy limits it)."""
 
     claim: OrderClaim
     policy: PolicyRequest
     availability: AvailabilityRequest
+    allowance: AllowanceRequest | None = None
 
 
 class OpenedOrder(Contract):
     policy: SitePolicy
     availability: Availability
+    allowances: tuple[BackorderAllowance, ...] = ()
+    """The backorder room the order got, per limited sku (none: no limit applies)."""
 
 
 class StockReservation(Contract):
@@ -218,6 +238,8 @@ class Notice(Contract):
     notice: silence is consent."""
     amount: Money | None = None
     currency: Currency | None = None
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+    """Why units were cancelled, where the customer did not ask (a backorder limit)."""
     carrier: Annotated[str, Field(max_length=100)] | None = None
     tracking_number: Annotated[str, Field(max_length=100)] | None = None
     estimated_delivery: dt.date | None = None

@@ -252,6 +252,10 @@ class InventoryActivities:
 
     async def _replace_demand(self, conn: AsyncConnection[Any], request: DemandUpdate) -> None:
         await conn.execute("DELETE FROM demand WHERE order_id = %s", (request.order_id,))
+        # the backorder room claimed at acceptance is held by the demand rows from here on
+        await conn.execute(
+            "DELETE FROM backorder_allowances WHERE order_id = %s", (request.order_id,)
+        )
         backorder = request.backorder
         if backorder is None:
             return

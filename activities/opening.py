@@ -2,7 +2,8 @@
 
 Acceptance claims the order id, then reads the site's policy and the free stock of the order's
 skus. As three local activities that was three markers in the order's history; as one, one. The
-claim still comes first: a duplicate order is refused before anything is read.
+claim still comes first: a duplicate order is refused before anything is read. Where the site
+limits backorders, the room the order may take is claimed last (activities/backorder_limits.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from temporalio import activity
 
 from activities import contracts as c
+from activities.backorder_limits import BackorderLimits
+from domain.limits import BackorderAllowance
 
 
 class OpeningActivities:
@@ -23,10 +26,12 @@ class OpeningActivities:
         claim: Callable[[c.OrderClaim], Awaitable[c.Empty]],
         load_policy: Callable[[c.PolicyRequest], Awaitable[c.SitePolicy]],
         check_availability: Callable[[c.AvailabilityRequest], Awaitable[c.Availability]],
+        limits: BackorderLimits | None = None,
     ) -> None:
         self._claim = claim
         self._load_policy = load_policy
         self._check_availability = check_availability
+        self._limits = limits
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.open_order]
@@ -34,9 +39,12 @@ class OpeningActivities:
     @activity.defn(name=c.OPEN_ORDER.name)
     async def open_order(self, opening: c.OrderOpening) -> c.OpenedOrder:
         """Claim the order id (`DuplicateOrder` if another run has it), then read the policy
-        and the stock."""
+        and the stock, then claim the backorder room the order may take where the policy
+        limits it."""
         await self._claim(opening.claim)
-        return c.OpenedOrder(
-            policy=await self._load_policy(opening.policy),
-            availability=await self._check_availability(opening.availability),
-        )
+        policy = await self._load_policy(opening.policy)
+        availability = await self._check_availability(opening.availability)
+        allowances: tuple[BackorderAllowance, ...] = ()
+        if opening.allowance is not None and self._limits is not None:
+            allowances = await self._limits.claim(opening.allowance, policy.site, policy.policy)
+        return c.OpenedOrder(policy=policy, availability=availability, allowances=allowances)

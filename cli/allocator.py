@@ -17,6 +17,7 @@ from activities.contracts import AllocationCheck
 from cli.app import command, flag, group, typed
 from cli.common import counted, order_id_arg, run_with_client, site_of, site_option, with_client
 from cli.errors import CliError, missing_as, refused_as, validated
+from cli.roles import require_check_role
 from cli.tables import show
 from config import Settings
 from domain.inventory import InventoryBatch
@@ -92,7 +93,9 @@ def print_pass(outcome: PassOutcome) -> None:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> None:
-    """Validate first: a bad check is reported even when Temporal is down."""
+    """Validate first: a user without a check role, or a bad check, is refused even when
+    Temporal is down."""
+    require_check_role(settings)
     check = allocation_check(args)
     site = site_of(settings, args)
     with refused_as("check refused"):

@@ -42,6 +42,7 @@ from cli.errors import (
 from cli.order_batch import batch_options, cmd_order_batch, is_batch, single_only
 from cli.order_list import list_command
 from cli.order_status import status_command
+from cli.roles import require_check_role
 from config import Settings
 from domain.order import Order
 from domain.order_book import CancelLine
@@ -180,6 +181,7 @@ def cmd_order_consent(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_order_check(settings: Settings, args: argparse.Namespace) -> None:
     """Ask the allocator to look for stock for the order now (the `request_check` update)."""
+    require_check_role(settings)
     check = validated(CheckNow, "check", reason=args.reason)
     result = ask_order(
         settings, args.order, BackorderWorkflow.request_check, check, "check refused"

@@ -20,6 +20,7 @@ from cli.app import command, group, typed
 from cli.common import date_arg, run_with_client, workflow_id_arg
 from cli.database import database
 from cli.errors import BadValue, CliError, first_reason, invalid, refused_as
+from cli.fulfilment_feed import load_command
 from cli.orders import running_handle
 from config import Settings
 from domain.fulfilment import FulfilmentReport, PickedLine
@@ -189,4 +190,5 @@ def shipment_commands() -> list[click.Command]:
     shipment.add_command(
         command("delivered", cmd_delivered, "the carrier delivered the shipment", *common())
     )
+    shipment.add_command(load_command())
     return [shipment]

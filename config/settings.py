@@ -9,13 +9,25 @@ Empty Temporal target and empty PostgreSQL DSN mean "embedded": `backorder dev` 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import to_jsonable_python
 from pydantic_settings import (
     BaseSettings,
@@ -101,8 +113,30 @@ class DevSettings(_Section):
     temporal_log_level: str = Field(default="warn", pattern=r"^(debug|info|warn|error)$")
 
 
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def _time_of_day(value: str) -> str:
+    """`HH:MM` on a 24-hour clock, one spelling only (no `6:00`, no seconds): two spellings of
+    one time cannot hide a duplicate."""
+    if not _TIME_OF_DAY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a time of day HH:MM (00:00 to 23:59)")
+    return value
+
+
+CheckTime = Annotated[str, AfterValidator(_time_of_day)]
+Role = Annotated[str, Field(min_length=1)]
+
+
+@cache
+def _iana_zones() -> frozenset[str]:
+    """The zone database's names; `localtime` is this machine's zone, not the server's."""
+    return frozenset(available_timezones()) - {"localtime"}
+
+
 class AllocatorSettings(_Section):
-    """The allocator of each site: how it batches inventory events and how often it sweeps."""
+    """The allocator of each site: how it batches inventory events, how often and at which
+    times of day it sweeps, and who may ask it for a check by hand."""
 
     batch_window: timedelta = Field(
         default=timedelta(seconds=2), ge=timedelta(0), le=timedelta(minutes=10)
@@ -116,6 +150,32 @@ class AllocatorSettings(_Section):
     delivery_concurrency: int = Field(default=100, ge=1, le=500)
     """Allotment signals sent at once after a pass (their outcomes are recorded in batches, so
     this many signals in flight hold no database connection)."""
+    check_times: tuple[CheckTime, ...] = ()
+    """Times of day (`"HH:MM"`, in `check_timezone`) the sweep schedule also runs a full check,
+    besides every `sweep_interval`: a merchant's daily check at set hours."""
+    check_timezone: str = "UTC"
+    """The IANA zone `check_times` are read in (the schedule's own zone, daylight saving
+    included)."""
+    check_roles: tuple[Role, ...] = ()
+    """Roles (from `operators`) of which a user needs one to run `backorder check` or
+    `backorder order check`; empty: anyone may."""
+
+    @field_validator("check_times")
+    @classmethod
+    def _no_repeated_times(cls, times: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({t for t in times if times.count(t) > 1})
+        if repeated:
+            raise ValueError(f"check time {', '.join(repeated)} given more than once")
+        return times
+
+    @field_validator("check_timezone")
+    @classmethod
+    def _iana_zone(cls, zone: str) -> str:
+        # the Temporal server reads the zone, not Python: only names of the IANA database
+        # (no `localtime`, no file paths, which ZoneInfo would open)
+        if zone not in _iana_zones():
+            raise ValueError(f"{zone!r} is not an IANA time zone name (e.g. Europe/London)")
+        return zone
 
 
 class PaymentSettings(_Section):
@@ -227,6 +287,11 @@ class Settings(BaseSettings):
     policy: BackorderPolicy = BackorderPolicy()
     """The backorder policy of every site, unless `sites.<name>.policy` changes it."""
     sites: dict[SiteName, SiteSettings] = Field(default_factory=dict)
+    operators: dict[Annotated[str, Field(min_length=1)], tuple[Role, ...]] = Field(
+        default_factory=dict
+    )
+    """User name -> roles (`[operators]` `alice = ["supervisor"]`), for `allocator.check_roles`.
+    The CLI's user is `$BACKORDER_OPERATOR`, else the OS login."""
 
     @model_validator(mode="after")
     def _site_policies_valid(self) -> Settings:
@@ -347,7 +412,8 @@ def _describe(
         if isinstance(value, dict):  # a rule across fields: name the section, not its values
             lines.append(f"  {field}: {message}" if field else f"  {message}")
             continue
-        env = "BACKORDER_" + "__".join(str(p).upper() for p in e["loc"])
+        # a list is set whole (`allocator.check_times.1` is in BACKORDER_ALLOCATOR__CHECK_TIMES)
+        env = "BACKORDER_" + "__".join(str(p).upper() for p in e["loc"] if not isinstance(p, int))
         secret = any(k in field for k in _SECRET_FIELDS)
         # as the user writes it (`'PT20S'`, not `datetime.timedelta(seconds=20)`)
         shown = "<hidden>" if secret else repr(to_jsonable_python(value, fallback=repr))

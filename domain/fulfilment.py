@@ -157,15 +157,18 @@ def short_pick(book: OrderBook, report: ShortPick) -> ReportApplied:
     shipment, keeps the allotments and amount it had when it was emptied (what was given back
     is in `missing`). `found` is the shipment's total, so the same report again finds the
     shipment as it says and changes nothing: a line found 0 that the shipment no longer holds
-    (an earlier short pick took it all) included, and a ready or transfer shipment an earlier
-    short pick emptied, when the report finds nothing of it (refused otherwise).
+    (an earlier short pick took it all) included, a ready or transfer shipment an earlier
+    short pick emptied, when the report finds nothing of it, and a shipment that has shipped
+    since, when the report finds what it shipped with (refused otherwise: a feed loaded again
+    answers "unchanged", never "refused", for what it already said).
     """
     shipment = _shipment(book, report.shipment_id)
     emptied = shipment.status is ShipmentStatus.CANCELLED and shipment.kind in (
         ShipmentKind.READY,
         ShipmentKind.TRANSFER,
     )  # a cancel or a slipped receipt only ever cancels a future shipment
-    if not emptied:
+    left = shipment.status in (ShipmentStatus.SHIPPED, ShipmentStatus.DELIVERED)
+    if not emptied and not left:
         _require_handed_over(shipment, "short picked")
     order_lines = {ln.line_id for ln in book.lines}
     missing_of: dict[str, int] = {}
@@ -190,6 +193,12 @@ def short_pick(book: OrderBook, report: ShortPick) -> ReportApplied:
             raise FulfilmentRefused(
                 f"short pick of shipment {shipment.shipment_id} found {picked.found} of line "
                 f"{picked.line_id}, but the shipment holds only {units} of it ({holds})",
+                shipment.shipment_id,
+            )
+        if left and picked.found != units:
+            raise FulfilmentRefused(
+                f"shipment {shipment.shipment_id} is {shipment.status.value} with {units} of "
+                f"line {picked.line_id}: a short pick finding {picked.found} cannot change it",
                 shipment.shipment_id,
             )
         if picked.found < units and not emptied:

@@ -143,6 +143,14 @@ class BackorderPolicy(Contract):
     """Ask the allocator to re-check a waiting order this often: a safety net for a missed signal
     (None: rely on the allocator's signals and its scheduled sweep)."""
 
+    max_backorder_per_customer: Annotated[int, Field(ge=0)] | None = None
+    """Most units of one sku one customer may have waiting, over all their orders (None: no
+    limit); an order's excess is refused at acceptance, cancelled and given back."""
+
+    max_backordered_units_per_sku: Annotated[int, Field(ge=0)] | None = None
+    """Most units of one sku that may wait at the site in all (Magento's out-of-stock
+    threshold; None: no cap); an order's excess is refused at acceptance."""
+
     fulfilment_reports: FulfilmentReports = FulfilmentReports.NONE
     """Whether fulfilment confirms each shipment (`shipped`) or a ready shipment counts as
     shipped (`none`). An order keeps the value it was accepted under: a policy recorded before
@@ -170,6 +178,13 @@ class BackorderPolicy(Contract):
                 "full; use acceptance_split 'all' or release_mode 'full'"
             )
         return self
+
+    @property
+    def limits_backorders(self) -> bool:
+        return (
+            self.max_backorder_per_customer is not None
+            or self.max_backordered_units_per_sku is not None
+        )
 
     def for_order(self, preference: ShippingPreference | None) -> BackorderPolicy:
         """The policy an order lives by: the site's, with the customer's shipping preference

@@ -152,6 +152,7 @@ def _context(notice: Notice, shop: Storefront) -> dict[str, Any]:
         "money_back": amount if notice.amount else None,
         "consent_url": shop.link(shop.consent_url, notice),
         "cancel_url": shop.link(shop.cancel_url, notice),
+        "reason": notice.reason,
         "carrier": notice.carrier,
         "tracking_number": notice.tracking_number,
         "estimated_delivery": shop.day(notice.estimated_delivery),

@@ -1,7 +1,8 @@
 """The sweep schedules: one Temporal Schedule per site, created or updated at worker start.
 
-Operators see them in the UI's Schedules page and may pause or trigger them there or with
-`temporal schedule trigger --schedule-id allocator-sweep-<site>`.
+Each runs a full check every `allocator.sweep_interval` and at each of `allocator.check_times`
+(in `allocator.check_timezone`). Operators see them in the UI's Schedules page and may pause or
+trigger them there or with `temporal schedule trigger --schedule-id allocator-sweep-<site>`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
@@ -34,6 +37,20 @@ def sites(settings: Settings) -> list[str]:
     return sorted({settings.site, *settings.sites})
 
 
+def check_calendars(settings: Settings) -> list[ScheduleCalendarSpec]:
+    """One calendar entry per `allocator.check_times` time: that hour and minute, every day
+    (the zone is the spec's)."""
+    calendars = []
+    for at in settings.allocator.check_times:
+        hour, minute = (int(part) for part in at.split(":"))
+        calendars.append(
+            ScheduleCalendarSpec(
+                hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)], comment=f"check {at}"
+            )
+        )
+    return calendars
+
+
 def sweep_schedule(settings: Settings, site: str) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
@@ -43,14 +60,17 @@ def sweep_schedule(settings: Settings, site: str) -> Schedule:
             task_queue=settings.temporal.task_queue,
         ),
         spec=ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=settings.allocator.sweep_interval)]
+            intervals=[ScheduleIntervalSpec(every=settings.allocator.sweep_interval)],
+            calendars=check_calendars(settings),
+            time_zone_name=settings.allocator.check_timezone,
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
 
 async def ensure_sweep_schedules(client: Client, settings: Settings) -> list[str]:
-    """Create each site's schedule, or bring an existing one to the current settings."""
+    """Create each site's schedule, or bring an existing one to the current settings (its
+    whole spec: check times removed from the settings leave the schedule too)."""
     ids = []
     for site in sites(settings):
         schedule = sweep_schedule(settings, site)

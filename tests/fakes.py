@@ -26,6 +26,7 @@ from activities.effect_batch import (
     EffectBatch,
     EffectOutcome,
 )
+from domain.limits import BackorderAllowance
 from domain.planner import Catalog, Location, Stock
 from domain.policy import BackorderPolicy
 from workflows.messages import OrderRecord
@@ -80,6 +81,8 @@ class World:
     refs: int = 0
     gates: dict[str, Gate] = field(default_factory=dict)
     """Activity name -> a gate its first call waits at."""
+    allowances: tuple[BackorderAllowance, ...] = ()
+    """The backorder room `open_order` answers (the site's limits, decided in PostgreSQL)."""
     clock: Callable[[], Awaitable[dt.datetime]] | None = None
     """The Temporal server's time (`running` sets it): a local activity's info carries the
     worker's wall clock, not the workflow's time."""
@@ -162,6 +165,7 @@ class World:
             return c.OpenedOrder(
                 policy=await load_policy(opening.policy),
                 availability=await check_availability(opening.availability),
+                allowances=world.allowances if opening.allowance is not None else (),
             )
 
         @activity.defn(name=c.RESERVE_STOCK.name)

@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from domain.order import Order
+from tests.polling import eventually
 from worker import build_worker
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import BackorderStatus, CancelRequest
@@ -86,16 +87,18 @@ async def test_orders_of_two_sites_on_one_worker_are_filed_under_their_own_site(
             )
             for order in (north, default)
         ]
-        for handle in handles:
-            while not (await handle.query(BackorderWorkflow.status)).schedule:
-                await time_skipping_env.sleep(timedelta(seconds=1))
-        async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
-            cur = await conn.execute(
-                "SELECT o.order_id, o.site, d.site FROM orders o JOIN demand d USING (order_id) "
-                "WHERE o.order_id = ANY(%s)",
-                ([north.order_id, default.order_id],),
-            )
-            sites = {row[0]: row[1:] for row in await cur.fetchall()}
+
+        async def filed() -> dict[str, tuple[str, str]]:
+            """Each order's read-model and demand sites, once acceptance's writes are in."""
+            async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+                cur = await conn.execute(
+                    "SELECT o.order_id, o.site, d.site FROM orders o JOIN demand d "
+                    "USING (order_id) WHERE o.order_id = ANY(%s)",
+                    ([north.order_id, default.order_id],),
+                )
+                return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
+
+        sites = await eventually(filed, lambda found: len(found) == 2)
         for handle in handles:
             await handle.signal(BackorderWorkflow.cancel, CancelRequest(reason="test"))
             await handle.result()

@@ -280,8 +280,14 @@ def test_a_short_pick_the_book_cannot_take_is_refused_with_the_numbers() -> None
     with pytest.raises(FulfilmentRefused, match="A-1-S3 is future, not ready or transfer: it "):
         short_pick(handed_over(), picked("A-1-S3", KTP=0))
     gone = ship(book, shipped("A-1-S1")).book
-    with pytest.raises(FulfilmentRefused, match="A-1-S1 is shipped, not ready or transfer"):
+    with pytest.raises(
+        FulfilmentRefused,
+        match="A-1-S1 is shipped with 1 of line KTP: a short pick finding 0 cannot change it",
+    ):
         short_pick(gone, picked("A-1-S1", KTP=0))
+    # the short pick a feed sent before the shipment left, sent again: nothing to change
+    as_shipped = {a.line_id: a.quantity for a in gone.shipment("A-1-S1").allotments}
+    assert not short_pick(gone, picked("A-1-S1", **as_shipped)).changed
     emptied = short_pick(book, picked("A-1-S1", KTP=0, KTP2=0)).book
     with pytest.raises(
         FulfilmentRefused,

@@ -57,6 +57,16 @@ async def refused(handle: Handle, message: Any) -> ApplicationError:
     return cause
 
 
+async def allot(
+    handle: Handle, pass_id: str, order_id: str, ktp: int, b_waits: bool = False
+) -> None:
+    """The allocator's allotment of `ktp` units of line L1 (KTP) in one ready shipment; with
+    `b_waits`, line L2 (one B) still waits."""
+    lines = [("L1", "KTP", ktp, 0), *([("L2", "B", 0, 1)] if b_waits else [])]
+    what = release(order_id, lines, ready(current("L1", "KTP", ktp)))
+    await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id=pass_id, release=what))
+
+
 async def status(handle: Handle) -> BackorderStatus:
     return (await handle.query(BackorderWorkflow.status)).status
 
@@ -88,15 +98,7 @@ async def test_an_order_ends_when_fulfilment_has_shipped_every_unit(
     queue = task_queue()
     async with running(env, world, queue, cached=False):
         handle = await start(env, order, queue)
-        await handle.signal(
-            BackorderWorkflow.allotment,
-            AllotmentSignal(
-                pass_id="P1",
-                release=release(
-                    order.order_id, [("L1", "KTP", 3, 0)], ready(current("L1", "KTP", 3))
-                ),
-            ),
-        )
+        await allot(handle, "P1", order.order_id, ktp=3)
         await eventually(lambda: status(handle), lambda s: s is BackorderStatus.AWAITING_SHIPMENT)
         s1 = f"{order.order_id}-S1"
         # ready, with fulfilment: nothing captured, no "shipped" notice yet
@@ -128,15 +130,7 @@ async def test_an_order_ends_when_fulfilment_has_shipped_every_unit(
         await report(handle, ShipmentDelivered(shipment_id=s1, delivered_at=now))
 
         # the last unit: allotted, ready, shipped; then the order ends
-        await handle.signal(
-            BackorderWorkflow.allotment,
-            AllotmentSignal(
-                pass_id="P2",
-                release=release(
-                    order.order_id, [("L1", "KTP", 1, 0)], ready(current("L1", "KTP", 1))
-                ),
-            ),
-        )
+        await allot(handle, "P2", order.order_id, ktp=1)
         await eventually(lambda: status(handle), lambda s: s is BackorderStatus.AWAITING_SHIPMENT)
         await report(handle, shipped(f"{order.order_id}-S2", now, tracking="1Z999AA2"))
         summary = await handle.result()
@@ -169,17 +163,7 @@ async def test_fulfilment_reports_are_refused_with_a_type_and_change_nothing(
         s1 = f"{order.order_id}-S1"
         unknown = await refused(handle, shipped(s1, t0))  # nothing released yet
         assert unknown.type == r.REPORT_REFUSED and s1 in str(unknown)
-        await handle.signal(
-            BackorderWorkflow.allotment,
-            AllotmentSignal(
-                pass_id="P1",
-                release=release(
-                    order.order_id,
-                    [("L1", "KTP", 2, 0), ("L2", "B", 0, 1)],
-                    ready(current("L1", "KTP", 2)),
-                ),
-            ),
-        )
+        await allot(handle, "P1", order.order_id, ktp=2, b_waits=True)
         await eventually(lambda: status(handle), lambda s: s is BackorderStatus.BACKORDERED)
         await eventually(lambda: shipments(handle), lambda n: n == 1)
         too_many = await refused(handle, short_pick(s1, t0, found=3))
@@ -214,15 +198,7 @@ async def test_an_order_whose_fulfilment_does_not_report_refuses_reports_and_end
         await accepted(handle)
         not_taken = await refused(handle, shipped(f"{order.order_id}-S1", t0))
         assert not_taken.type == r.REPORTS_NOT_TAKEN
-        await handle.signal(
-            BackorderWorkflow.allotment,
-            AllotmentSignal(
-                pass_id="P1",
-                release=release(
-                    order.order_id, [("L1", "KTP", 1, 0)], ready(current("L1", "KTP", 1))
-                ),
-            ),
-        )
+        await allot(handle, "P1", order.order_id, ktp=1)
         summary = await handle.result()
     assert summary.status is BackorderStatus.COMPLETED
     assert world.payments() == [("capture", Decimal("10.00"), "auth-0")]
@@ -247,17 +223,7 @@ async def test_two_reports_accepted_together_are_checked_again_under_the_lock(
     async with running(env, world, queue):
         handle = await start(env, order, queue)
         await accepted(handle)
-        await handle.signal(
-            BackorderWorkflow.allotment,
-            AllotmentSignal(
-                pass_id="P1",
-                release=release(
-                    order.order_id,
-                    [("L1", "KTP", 2, 0), ("L2", "B", 0, 1)],
-                    ready(current("L1", "KTP", 2)),
-                ),
-            ),
-        )
+        await allot(handle, "P1", order.order_id, ktp=2, b_waits=True)
         await eventually(lambda: shipments(handle), lambda n: n == 1)
         cancel = await handle.start_update(
             BackorderWorkflow.cancel_order,
@@ -308,8 +274,7 @@ async def test_the_hold_is_renewed_while_fulfilment_has_not_confirmed_the_shipme
     queue = task_queue()
     async with running(env, world, queue):
         handle = await start(env, order, queue)
-        two = release(order.order_id, [("L1", "KTP", 2, 0)], ready(current("L1", "KTP", 2)))
-        await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=two))
+        await allot(handle, "P1", order.order_id, ktp=2)
         await eventually(lambda: status(handle), lambda s: s is BackorderStatus.AWAITING_SHIPMENT)
         view = await handle.query(BackorderWorkflow.status)
         assert view.schedule is not None

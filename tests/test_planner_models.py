@@ -63,6 +63,8 @@ def test_policy_defaults_follow_the_most_common_setup_in_the_seeds() -> None:
         "ftc_exception_days": 25,
         "auto_cancel_days": None,
         "check_interval_hours": None,
+        "max_backorder_per_customer": None,
+        "max_backordered_units_per_sku": None,
         "fulfilment_reports": FulfilmentReports.NONE,
     }
 

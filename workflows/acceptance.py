@@ -13,6 +13,7 @@ from workflows.shipping import Shipping
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from domain.limits import within_allowances
     from domain.order_book import OrderBook
     from domain.payment import PaymentBook, expired_at
     from domain.planner import Allotment, Stock, expected_ship_date, plan_acceptance
@@ -29,8 +30,15 @@ class Acceptance(Shipping):
 
     def _opening(self, claim: c.OrderClaim) -> c.OrderOpening:
         """The claim with acceptance's reads, for `open_order` (lean-history-2)."""
+        order = self._order
+        wanted = tuple(c.WantedUnits(sku=ln.sku, quantity=ln.quantity) for ln in order.lines)
         return c.OrderOpening(
-            claim=claim, policy=self._policy_request(), availability=self._availability_request()
+            claim=claim,
+            policy=self._policy_request(),
+            availability=self._availability_request(),
+            allowance=c.AllowanceRequest(
+                order_id=order.order_id, customer_id=order.customer.id, wanted=wanted
+            ),
         )
 
     def _policy_request(self) -> c.PolicyRequest:
@@ -49,6 +57,7 @@ class Acceptance(Shipping):
         self._site = chosen.site
         self._policy = chosen.policy.for_order(order.shipping_preference)
         policy = self._policy
+        limited: tuple[str, ...] = ()
         for attempt in range(1, RESERVE_ATTEMPTS + 1):
             if attempt == 1 and opened is not None:
                 available = opened.availability  # read with the claim
@@ -58,6 +67,8 @@ class Acceptance(Shipping):
             if attempt == RESERVE_ATTEMPTS:  # stock keeps moving: let it all wait instead
                 stock = Stock(locations=stock.locations, receipts=stock.receipts)
             plan = plan_acceptance(order, stock, available.catalog, policy)
+            if opened is not None and opened.allowances:  # the site's backorder limits
+                plan, limited = within_allowances(plan, opened.allowances)
             if not plan.allotments or await self._reserve(plan.allotments, f"accept-{attempt}"):
                 break
         now = workflow.now()
@@ -94,7 +105,12 @@ class Acceptance(Shipping):
         amount, cancelled = cancelled_in(self._book, plan.lines)
         if cancelled:
             given = await self._give_back(amount, "accept")
-            await self._notify(c.NoticeKind.CANCELLED, "accept/cancelled", cancelled, amount=given)
+            reason = "; ".join(limited) or None
+            await self._notify(
+                c.NoticeKind.CANCELLED, "accept/cancelled", cancelled, amount=given, reason=reason
+            )
+            if limited:
+                self._note("limit", "; ".join(limited))
             await self._confirm_refund(given, "accept", cancelled)
         await self._update_demand()
         if book.backordered_units:
