@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from domain.inventory import EventOutcome, InventoryEvent, StockPosition
 from domain.limits import BackorderAllowance
 from domain.order import Contract, Fulfillment, Identifier, Money
-from domain.order_book import BookedShipment
+from domain.order_book import BookedShipment, SplitNumber
 from domain.planner import Allotment, Backorder, Catalog, Stock
 from domain.policy import BackorderPolicy
 
@@ -245,6 +245,9 @@ class Notice(Contract):
     estimated_delivery: dt.date | None = None
     """A shipment confirmed by fulfilment (`fulfilment_reports = "shipped"`): how it travels and
     when it should arrive."""
+    split_number: SplitNumber | None = None
+    """Shipped notices: the number of the split they announce (`<order number>-001`, the site's
+    `split_numbering`); None: the order's own number."""
 
 
 class ShipmentStock(Contract):
@@ -307,6 +310,12 @@ class ShipmentRequest(Contract):
     key: IdempotencyKey
     order_id: Identifier
     shipment: BookedShipment
+    order_number: Identifier | None = None
+    """The order's own number: fulfilment's number for a shipment that has none of its own
+    (None: a request made before; the read model's order row, else the order id, stands in)."""
+    amount_due: Money | None = None
+    """What the shipment is priced at on fulfilment's paperwork: 0 when the order was charged at
+    order (`payment_timing = "at_order"`); None: the shipment's `amount`."""
 
 
 # -- the allocator ------------------------------------------------------------------------------

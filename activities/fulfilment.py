@@ -1,8 +1,9 @@
 """The shipments handed to fulfilment: the current state of each, in PostgreSQL.
 
 Fulfilment reads `shipments` (ready and transfer ones go out, future ones are announced,
-cancelled ones withdrawn); where it reports back, shipped and delivered ones carry its carrier,
-tracking number and dates. Every applied `publish_shipment` key is recorded in
+cancelled ones withdrawn), each under the number it ships by (`order_number`: a split's own,
+or the order's) and priced at `amount_due`; where it reports back, shipped and delivered ones
+carry its carrier, tracking number and dates. Every applied `publish_shipment` key is recorded in
 `shipment_events` in the same transaction as the upsert, so a retry does nothing twice and the
 table doubles as the shipment's history.
 """
@@ -69,7 +70,10 @@ class FulfilmentActivities:
 
 
 async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -> None:
-    """`publish_shipment`'s writes, in the caller's transaction (see there)."""
+    """`publish_shipment`'s writes, in the caller's transaction (see there). Fulfilment always
+    reads an `order_number` (the split's, else the order's own: the request's, or for a request
+    made before it carried one, the read model's, else the order id) and an `amount_due` (the
+    request's, else the shipment's amount)."""
     s = request.shipment
     payload = {"order_id": request.order_id, "shipment": s.model_dump(mode="json")}
     cur = await conn.execute(
@@ -94,8 +98,11 @@ async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -
         """INSERT INTO shipments (shipment_id, order_id, kind, status, location,
                                   destination, expected_date, amount, allotments,
                                   created_at, carrier, tracking_number, shipped_at,
-                                  estimated_delivery, delivered_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                  estimated_delivery, delivered_at, order_number,
+                                  amount_due)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                   COALESCE(%s, (SELECT order_number FROM orders WHERE order_id = %s), %s),
+                   %s)
            ON CONFLICT (shipment_id) DO UPDATE
               SET kind = EXCLUDED.kind,
                   status = EXCLUDED.status,
@@ -109,6 +116,8 @@ async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -
                   shipped_at = EXCLUDED.shipped_at,
                   estimated_delivery = EXCLUDED.estimated_delivery,
                   delivered_at = EXCLUDED.delivered_at,
+                  order_number = EXCLUDED.order_number,
+                  amount_due = EXCLUDED.amount_due,
                   updated_at = now()
             WHERE shipments.order_id = EXCLUDED.order_id
               AND (shipments.status, EXCLUDED.status) IN (
@@ -130,6 +139,10 @@ async def write_shipment(conn: AsyncConnection[Any], request: ShipmentRequest) -
             s.shipped_at,
             s.estimated_delivery,
             s.delivered_at,
+            s.order_number or request.order_number,
+            request.order_id,
+            request.order_id,
+            s.amount if request.amount_due is None else request.amount_due,
             [a for a, _ in _MOVES],
             [b for _, b in _MOVES],
         ),

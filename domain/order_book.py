@@ -68,6 +68,10 @@ Carrier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)
 TrackingNumber = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
 """The carrier's tracking number, as fulfilment reports it (inner blanks kept)."""
 
+SplitNumber = Annotated[str, Field(min_length=1, max_length=210, pattern=r"^\S(.*\S)?$")]
+"""An order number (at most 200 characters) and a split's suffix: `-backorder`, or `-` and a
+sequence number (`-001`, at most 9 digits); see domain/split_numbers.py."""
+
 _SHIPPED = (ShipmentStatus.SHIPPED, ShipmentStatus.DELIVERED)
 
 
@@ -91,6 +95,10 @@ class BookedShipment(Contract):
     estimated_delivery: dt.date | None = None
     delivered_at: AwareDatetime | None = None
     """Set once fulfilment confirms the carrier delivered it."""
+    order_number: SplitNumber | None = None
+    """The number the customer and fulfilment know this shipment's part of the order by (the
+    site's `split_numbering`: `<order number>-001`, `<order number>-backorder`); None: the
+    order's own number, as for every shipment recorded before."""
 
     @property
     def live(self) -> bool:

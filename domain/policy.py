@@ -71,6 +71,19 @@ class FulfilmentReports(StrEnum):
     unit is shipped or cancelled."""
 
 
+class SplitNumbering(StrEnum):
+    """The number a later shipment of an order (a split) is known by, to the customer and to
+    fulfilment."""
+
+    NONE = "none"
+    """Every shipment under the order's own number."""
+    SEQUENCE = "sequence"
+    """Each later release that ships something is a split of its own: `<order number>-001`,
+    `-002`, ..."""
+    BACKORDER = "backorder"
+    """Every later shipment is `<order number>-backorder`."""
+
+
 TierName = Annotated[str, Field(min_length=1, max_length=50)]
 TierRank = Annotated[int, Field(ge=0, le=1_000)]
 
@@ -155,6 +168,12 @@ class BackorderPolicy(Contract):
     """Whether fulfilment confirms each shipment (`shipped`) or a ready shipment counts as
     shipped (`none`). An order keeps the value it was accepted under: a policy recorded before
     this field existed reads as `none`, what those orders did."""
+
+    split_numbering: SplitNumbering = SplitNumbering.NONE
+    """The number the shipments of a later release go by (what ships at acceptance keeps the
+    order's number): `none`, the order's number; `sequence`, `<order number>-001`, `-002`, one
+    per release; `backorder`, `<order number>-backorder`. A policy recorded before this field
+    existed reads as `none`, what those orders did."""
 
     @model_validator(mode="after")
     def _void_and_reauth_needs_full_release(self) -> BackorderPolicy:

@@ -144,6 +144,7 @@ def _context(notice: Notice, shop: Storefront) -> dict[str, Any]:
         "shop": shop,
         "order_id": notice.order_id,
         "order_number": notice.order_number,
+        "split_number": notice.split_number,
         "items": notice.items,
         "expected_ship_date": shop.day(notice.expected_ship_date),
         "revised_ship_date": shop.day(notice.revised_ship_date),

@@ -26,7 +26,13 @@ from temporalio.worker import Worker
 from activities import contracts as c
 from domain.inventory import EventOutcome, EventStatus, InventoryBatch, StockReceived
 from domain.order_book import CancelLine
-from domain.policy import BackorderPolicy, FulfilmentReports, PaymentTiming, ReleaseMode
+from domain.policy import (
+    BackorderPolicy,
+    FulfilmentReports,
+    PaymentTiming,
+    ReleaseMode,
+    SplitNumbering,
+)
 from embedded.process import find_binary
 from runtime.temporal_setup import register_search_attributes
 from tests.fakes import Gate, World
@@ -418,6 +424,32 @@ async def fulfilment_reported_short_picked_and_shipped(env: WorkflowEnvironment,
     return order.workflow_id
 
 
+async def split_orders_numbered(env: WorkflowEnvironment, queue: str) -> str:
+    """split_numbering = "sequence": one unit ships at acceptance under the order's number, a
+    release ships as `-001`, the next waits for a receipt as `-002` and ships when it arrives."""
+    t0 = await env.get_current_time()
+    order = make_order(t0, [("KTP", 4, "10.00")], paid="40.00")
+    handle = await start(env, order, queue)
+    await env.sleep(dt.timedelta(days=1))
+    one = release(order.order_id, [("L1", "KTP", 1, 2)], ready(current("L1", "KTP", 1)))
+    await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P1", release=one))
+    await env.sleep(dt.timedelta(days=1))
+    day = (t0 + dt.timedelta(days=5)).date()
+    po = future("L1", "KTP", 2, "PO-1", day)
+    two = release(order.order_id, [("L1", "KTP", 2, 0)], incoming(day, po))
+    await handle.signal(BackorderWorkflow.allotment, AllotmentSignal(pass_id="P2", release=two))
+    await env.sleep(dt.timedelta(days=2))
+    arrived = ReceiptChange(receipt_id="PO-1", status=ReceiptStatus.ARRIVED)
+    await handle.signal(
+        BackorderWorkflow.allotment, AllotmentSignal(pass_id="P3", receipts=(arrived,))
+    )
+    summary = await handle.result()
+    numbers = [s.order_number for s in summary.shipments]
+    n = order.order_number
+    assert numbers == [None, f"{n}-001", f"{n}-002"], numbers
+    return order.workflow_id
+
+
 async def notices_delivered_woken_retried_and_polled(env: WorkflowEnvironment, queue: str) -> str:
     state = NoticeDeliveryState(poll_interval=dt.timedelta(minutes=1))
     handle = await env.client.start_workflow(
@@ -449,6 +481,13 @@ SCENARIOS: dict[str, tuple[Scenario, World]] = {
     "fulfilment_reported_short_picked_and_shipped": (
         fulfilment_reported_short_picked_and_shipped,
         World(policy=BackorderPolicy(fulfilment_reports=FulfilmentReports.SHIPPED)),
+    ),
+    "split_orders_numbered": (
+        split_orders_numbered,
+        World(
+            policy=BY_QUANTITY.override(split_numbering=SplitNumbering.SEQUENCE),
+            stock=stock({"KTP": 1}, receipts=[("PO-1", "KTP", 2, dt.date.max)]),
+        ),
     ),
     "part_cancelled_then_ftc_cancelled": (
         part_cancelled_then_ftc_cancelled,

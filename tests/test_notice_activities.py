@@ -258,3 +258,70 @@ async def test_publish_shipment_refuses_what_would_be_lost_or_undone(
         f"{order_id}-S1",
     )
     assert rows == [("delivered", "UPS", "1Z")]
+
+
+async def numbered_rows(dsn: str, order_id: str) -> list[tuple[Any, ...]]:
+    return await fetch(
+        dsn,
+        "SELECT shipment_id, order_number, amount, amount_due FROM shipments"
+        " WHERE order_id = %s ORDER BY shipment_id",
+        order_id,
+    )
+
+
+async def test_publish_shipment_writes_the_number_and_the_price_fulfilment_ships_by(
+    pg_pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    activities = FulfilmentActivities(pg_pool)
+    env = ActivityEnvironment()
+
+    # paid at shipment, no split number: the order's own number, priced at its amount
+    order_id = new_order_id()
+    first = shipment(order_id, ShipmentStatus.READY)
+    request = publish(order_id, first).model_copy(update={"order_number": "1001"})
+    await env.run(activities.publish_shipment, request)
+    # a split of it, charged at order: its own number, nothing due
+    split = first.model_copy(update={"shipment_id": f"{order_id}-S2", "order_number": "1001-001"})
+    charged = ShipmentRequest(
+        key=f"backorder-{order_id}/shipment/{order_id}-S2/ready",
+        order_id=order_id,
+        shipment=split,
+        order_number="1001",
+        amount_due=Decimal(0),
+    )
+    await env.run(activities.publish_shipment, charged)
+    assert await numbered_rows(pg_dsn, order_id) == [
+        (f"{order_id}-S1", "1001", Decimal(50), Decimal(50)),
+        (f"{order_id}-S2", "1001-001", Decimal(50), Decimal(0)),
+    ]
+    # its next state keeps both (the book carries the number; the request the price)
+    shipped = split.model_copy(
+        update={"status": ShipmentStatus.SHIPPED, "carrier": "UPS", "tracking_number": "1Z",
+                "shipped_at": T0}
+    )  # fmt: skip
+    later = charged.model_copy(update={"key": f"{charged.key}/shipped", "shipment": shipped})
+    await env.run(activities.publish_shipment, later)
+    rows = await numbered_rows(pg_dsn, order_id)
+    assert rows[1] == (f"{order_id}-S2", "1001-001", Decimal(50), Decimal(0))
+
+    # a request made before it carried the order's number: the read model's, else the order id
+    unread = new_order_id()
+    await env.run(
+        activities.publish_shipment, publish(unread, shipment(unread, ShipmentStatus.READY))
+    )
+    assert await numbered_rows(pg_dsn, unread) == [
+        (f"{unread}-S1", unread, Decimal(50), Decimal(50))
+    ]
+    known = new_order_id()
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+        await conn.execute(
+            "INSERT INTO orders (order_id, workflow_id, order_number, site, customer_id,"
+            " customer_tier, placed_at, currency, order_value, status, skus, status_since)"
+            " VALUES (%s, %s, '2002', 'test', 'cust-1', 'standard', now(), 'USD', 50,"
+            " 'backordered', '{KTP}', now())",
+            (known, f"backorder-{known}"),
+        )
+    await env.run(
+        activities.publish_shipment, publish(known, shipment(known, ShipmentStatus.READY))
+    )
+    assert [r[1] for r in await numbered_rows(pg_dsn, known)] == ["2002"]

@@ -209,6 +209,19 @@ def test_partly_shipped() -> None:
     assert "we expect to ship them by Monday 05 May 2025." in dated.text
 
 
+def test_shipped_and_partly_shipped_name_the_split() -> None:
+    shipped = render(notice(NoticeKind.SHIPPED, split_number="1001-002"), SHOP)
+    assert shipped.subject == "Your order 1001 (split 1001-002) has shipped"
+    assert_common(shipped)
+    assert "your order 1001 (split 1001-002) is on its way." in shipped.text
+    part = render(notice(NoticeKind.PARTLY_SHIPPED, split_number="1001-backorder"), SHOP)
+    assert part.subject == "Part of your order 1001 (split 1001-backorder) has shipped"
+    assert_common(part)
+    assert "from your order 1001 (split 1001-backorder):" in part.text
+    # the order's own shipments (none, or a site that does not number splits) say nothing more
+    assert "split" not in render(notice(NoticeKind.SHIPPED), SHOP).text
+
+
 def test_cancelled_with_money_given_back() -> None:
     r = render(notice(NoticeKind.CANCELLED, amount=Decimal("1234.5")), SHOP)
     assert r.subject == "Items cancelled from your order 1001"

@@ -718,3 +718,30 @@ def test_backorder_schema_takes_exactly_one_of_name_list_all(
     assert (code, out) == (2, "")
     assert err.startswith("Usage: backorder schema") and err.endswith(f"Error: {expected}\n")
     assert not (tmp_path / "schemas").exists()
+
+
+@pytest.mark.parametrize(
+    ("number", "valid"),
+    [
+        (None, True),  # the order's own number, as every shipment recorded before
+        ("M9681118-001", True),
+        ("M9681118-backorder", True),
+        ("N" * 200 + "-backorder", True),  # the longest order number and the longest suffix
+        ("N" * 211, False),
+        (" M9681118-001", False),
+        ("", False),
+    ],
+)
+def test_a_shipment_shows_its_split_number_in_status_and_summary(
+    number: str | None, valid: bool
+) -> None:
+    shipment = json.loads(_shipment().model_dump_json())
+    shipment["order_number"] = number
+    status = json.loads(_status().model_dump_json())
+    status["shipments"] = [shipment]
+    ended = json.loads(_summary().model_dump_json())
+    ended["shipments"] = [shipment]
+    for name, data in (("status", status), ("summary", ended)):
+        errors = list(validator(name).iter_errors(data))
+        assert (errors == []) is valid, (name, errors)
+        assert model_accepts(name, json.dumps(data)) is valid, name

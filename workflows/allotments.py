@@ -16,6 +16,8 @@ from workflows.shipping import Shipping
 with workflow.unsafe.imports_passed_through():
     from domain.order_book import BookedShipment, StaleRelease
     from domain.planner import OrderRelease, ParentStatus
+    from domain.policy import SplitNumbering
+    from domain.split_numbers import number_release
     from workflows.messages import AllotmentSignal, ReceiptChange, ReceiptStatus
 
 PASSES_KEPT = 500
@@ -43,6 +45,15 @@ class Allotments(Shipping):
                 await self._update_demand()  # the allocator's index may have drifted
             return
         new = self._book.shipments[len(before.shipments) :]
+        if self._policy.split_numbering is not SplitNumbering.NONE:
+            # the split's number travels in the shipment (book, fulfilment, notice payloads):
+            # no new command, so no patch; with `none` (every order before) nothing changes
+            new = number_release(
+                self._order.order_number, self._policy.split_numbering, before, new
+            )
+            self._book = self._book.model_copy(
+                update={"shipments": before.shipments + new}
+            )._checked()
         self._note(
             "allotment",
             f"{step}: {sum(o.released for o in release.lines)} units in "

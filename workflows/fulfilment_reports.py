@@ -114,6 +114,7 @@ class FulfilmentSteps(Shipping):
             carrier=shipment.carrier,
             tracking_number=shipment.tracking_number,
             estimated_delivery=shipment.estimated_delivery,
+            split_number=shipment.order_number,
         )
 
     async def _short_picked(

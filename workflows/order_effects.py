@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.effect_batch import APPLY_ORDER_EFFECTS, CaptureOutcome
     from domain.order_book import BookedShipment
     from domain.planner import Allotment
+    from domain.policy import PaymentTiming
     from domain.schedule import (
         record_awaiting_capture,
         record_cleared,
@@ -88,10 +90,17 @@ class OrderEffects(OrderState):
             await run_step(step, request, None)
 
     async def _publish(self, shipment: BookedShipment, step: str) -> None:
+        """Hand fulfilment the shipment's state, with the order's number (for a shipment that
+        has no split number of its own) and what it is priced at: nothing more to pay for
+        goods charged at order."""
+        payment = self._payment
+        charged = payment is not None and payment.timing is PaymentTiming.AT_ORDER
         request = c.ShipmentRequest(
             key=self._key(step, "shipment", shipment.shipment_id),
             order_id=self._order.order_id,
             shipment=shipment,
+            order_number=self._order.order_number,
+            amount_due=Decimal(0) if charged else None,
         )
         await self._write(self._pending.shipments, c.PUBLISH_SHIPMENT.name, request)
 

@@ -30,4 +30,8 @@ class Shipping(PaymentSteps):
                 c.NoticeKind.PARTLY_SHIPPED if self._book.unshipped_units else c.NoticeKind.SHIPPED
             )
             items = notice_items((a.sku, a.quantity) for s in going for a in s.allotments)
-            await self._notify(kind, f"{step}/shipped", items)
+            # one split per notice: a release's shipments share their number (none at acceptance)
+            numbers = {s.order_number for s in going}
+            split = numbers.pop() if len(numbers) == 1 else None
+            details = {} if split is None else {"split_number": split}
+            await self._notify(kind, f"{step}/shipped", items, **details)
