@@ -361,9 +361,9 @@ async def test_a_shipment_of_another_order_or_a_taken_key_is_refused(
     await reserve(ledger, "OWN-O1", unit("1", "OWN-1", 2))
     await sql(
         pg_dsn,
-        f"""INSERT INTO shipments (shipment_id, order_id, kind, status, location, amount,
-                                   allotments, created_at)
-            VALUES ('OWN-S1', 'OWN-O2', 'ready', 'ready', '{DC}', 0, '[]', now())""",
+        f"""INSERT INTO shipments (shipment_id, order_id, order_number, kind, status, location,
+                                   amount, allotments, created_at)
+            VALUES ('OWN-S1', 'OWN-O2', 'N-OWN-O2', 'ready', 'ready', '{DC}', 0, '[]', now())""",
     )
     two = unit("1", "OWN-1", 2)
     with pytest.raises(ApplicationError, match="S1: the shipment belongs to order OWN-O2"):
@@ -403,9 +403,9 @@ async def test_the_database_refuses_fulfilment_states_that_do_not_say_who_or_whe
         await reserve(ledger, "RAW-O2", future("1", "RAWF-1", DC, 1, "RAWF-R1"))
         await sql(
             pg_dsn,
-            f"""INSERT INTO shipments (shipment_id, order_id, kind, status, location, amount,
-                                       allotments, created_at)
-                VALUES ('RAW-S1', 'RAW-O1', 'ready', 'ready', '{DC}', 0, '[]', now())""",
+            f"""INSERT INTO shipments (shipment_id, order_id, order_number, kind, status, location,
+                                       amount, allotments, created_at)
+                VALUES ('RAW-S1', 'RAW-O1', 'N-RAW', 'ready', 'ready', '{DC}', 0, '[]', now())""",
         )
     with pytest.raises(psycopg.errors.CheckViolation):
         await sql(pg_dsn, f"UPDATE {change}")

@@ -29,6 +29,7 @@ from domain.policy import (
     InsertHandling,
     PaymentTiming,
     ReleaseMode,
+    SplitNumbering,
 )
 from tests.planner_strategies import backorder, order, stock
 from tests.sandbox import io_packages_imported_by
@@ -66,6 +67,7 @@ def test_policy_defaults_follow_the_most_common_setup_in_the_seeds() -> None:
         "max_backorder_per_customer": None,
         "max_backordered_units_per_sku": None,
         "fulfilment_reports": FulfilmentReports.NONE,
+        "split_numbering": SplitNumbering.NONE,
     }
 
 
