@@ -37,6 +37,7 @@ from config import Settings
 from runtime.exception_queue import ExceptionFilter, QueuedException, list_exceptions
 from workflows.backorder import BackorderWorkflow
 from workflows.messages import OrderStatus
+from workflows.order_views import fulfilment_parts
 
 QUERY_TIMEOUT = timedelta(seconds=10)
 """How long a worker has to answer the status query (Temporal's own limit is 30 s)."""
@@ -176,7 +177,10 @@ def print_lines_and_shipments(status: OrderStatus) -> None:
     for s in status.shipments:
         when = f" expected {s.expected_date}" if s.expected_date else ""
         units = ", ".join(f"{a.quantity} x {a.sku}" for a in s.allotments)
-        print(f"  shipment {s.shipment_id}: {s.status.value} from {s.location}{when}: {units}")
+        extra = "".join(f"; {part}" for part in fulfilment_parts(s))
+        print(
+            f"  shipment {s.shipment_id}: {s.status.value} from {s.location}{when}: {units}{extra}"
+        )
 
 
 def print_payment_and_schedule(status: OrderStatus) -> None:

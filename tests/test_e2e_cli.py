@@ -378,6 +378,9 @@ async def test_backorder_cli_reports_what_fulfilment_did_with_a_shipment(
             "--estimated-delivery", "2999-01-01",
         )  # fmt: skip
         assert code == 0 and "shipped by DHL, tracking JD0001" in out, (out, err)
+        code, out, _ = await asyncio.to_thread(cli, "order", "status", order.order_id)
+        assert code == 0 and f"shipment {s1}: shipped" in out, out
+        assert "DHL JD0001; delivery expected 2999-01-01" in out, out
         code, out, _ = await asyncio.to_thread(
             cli, "shipment", "shipped", s1, "--carrier", "DHL", "--tracking", "JD0001"
         )

@@ -519,6 +519,7 @@ async def test_auto_cancel_on_its_day_voids_the_current_authorisation_and_stops(
         (c.NoticeKind.CANCELLED, 10.0),
     ]
     assert world.applied("send_notice")[-1].amount == Decimal("15.00")
+    assert world.applied("send_notice")[-1].reason == "not filled within 10 days"  # told why
     assert max(clock.day(e.at) for e in effects) == 10.0  # no timer after the cancel
     assert summary.status is BackorderStatus.CANCELLED
     assert summary.days_in_backorder == 10

@@ -40,6 +40,7 @@ from workflows.order_views import (
     STATIC_DETAILS_BYTES,
     SUMMARY_BYTES,
     current_details,
+    fulfilment_parts,
     static_details,
     static_summary,
     waiting_book,
@@ -278,3 +279,30 @@ async def test_a_started_order_shows_its_summary_and_details_in_temporal(
     assert [h for h in HEADINGS if h not in shown] == [], shown
     assert "- **Status:** backordered since " in shown
     assert any(LINES_HEADER.match(ln) for ln in shown.splitlines()), shown
+
+
+def test_a_shipment_fulfilment_confirmed_shows_its_split_carrier_and_delivery(
+    example_order: Order,
+) -> None:
+    order = example_order
+    left = shipped(order).model_copy(
+        update={
+            "status": ShipmentStatus.SHIPPED,
+            "order_number": f"{order.order_number}-001",
+            "carrier": "UPS",
+            "tracking_number": "1Z999AA1",
+            "shipped_at": NOW,
+            "estimated_delivery": NOW.date() + timedelta(days=3),
+        }
+    )
+    arrived = left.model_copy(
+        update={"status": ShipmentStatus.DELIVERED, "delivered_at": NOW + timedelta(days=2)}
+    )
+    for shipment, tail in (
+        (left, "delivery expected 2026-11-26"),
+        (arrived, "delivered 2026-11-25"),
+    ):
+        book = waiting_book(order).model_copy(update={"shipments": (shipment,)})
+        text = details(order, book=book)
+        assert f"· split {order.order_number}-001 · UPS 1Z999AA1 · {tail}" in text, text
+        assert fulfilment_parts(shipment)[1:] == ["UPS 1Z999AA1", tail]

@@ -18,6 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import CancelRequest, CancelResult
 
 
+TOLD_WHY = frozenset({"ftc-rule", "auto-cancel"})
+"""Cancels the customer did not ask for, whose reason their notice gives."""
+
+
 class Cancels(PaymentSteps):
     async def _cancel(self, request: CancelRequest) -> CancelResult:
         plan = self._book.plan_cancel(request.lines)
@@ -40,7 +44,10 @@ class Cancels(PaymentSteps):
         given = await self._give_back(plan.amount, step)
         await self._update_demand()
         items = notice_items((p.sku, p.quantity) for p in plan.parts)
-        await self._notify(c.NoticeKind.CANCELLED, f"{step}/notice", items, amount=given)
+        told = reason if by in TOLD_WHY else None  # the customer did not ask: say why
+        await self._notify(
+            c.NoticeKind.CANCELLED, f"{step}/notice", items, amount=given, reason=told
+        )
         await self._confirm_refund(given, step, items)
         await self._changed()
         refund = self._payment is not None and self._payment.timing is PaymentTiming.AT_ORDER

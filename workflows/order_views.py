@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,7 +19,7 @@ from temporalio.common import SearchAttributeUpdate
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from domain.order import Order
-    from domain.order_book import BookLine, OrderBook
+    from domain.order_book import BookedShipment, BookLine, OrderBook
     from domain.payment import PaymentBook
     from domain.planner import LineOutcome
     from domain.policy import BackorderPolicy
@@ -262,6 +262,25 @@ def _lines_table(book: OrderBook) -> str:
     return _more(table, len(book.lines), DETAIL_ROWS, "lines")
 
 
+def fulfilment_parts(shipment: BookedShipment) -> list[str]:
+    """What fulfilment made of a shipment, for operators: its split number, carrier and
+    tracking number, and the delivery expected or made."""
+    return _fulfilment_parts(shipment, str)
+
+
+def _fulfilment_parts(s: BookedShipment, ident: Callable[[str], str]) -> list[str]:
+    parts = []
+    if s.order_number is not None:
+        parts.append(f"split {ident(s.order_number)}")
+    if s.carrier is not None and s.tracking_number is not None:
+        parts.append(f"{ident(s.carrier)} {ident(s.tracking_number)}")
+    if s.delivered_at is not None:
+        parts.append(f"delivered {s.delivered_at:%Y-%m-%d}")
+    elif s.estimated_delivery is not None:
+        parts.append(f"delivery expected {s.estimated_delivery}")
+    return parts
+
+
 def _shipment_items(book: OrderBook) -> str:
     """The latest shipments, newest first."""
     latest = book.shipments[::-1][:SHIPMENT_ROWS]
@@ -269,6 +288,7 @@ def _shipment_items(book: OrderBook) -> str:
         f"- {_id(s.shipment_id)} · **{s.status.value}** · "
         f"{_units(sum(a.quantity for a in s.allotments))} · {s.amount} {book.currency}"
         + (f" · expected {s.expected_date}" if s.expected_date else "")
+        + "".join(f" · {part}" for part in _fulfilment_parts(s, _id))
         for s in latest
     )
     return _more(items or "- none yet", len(book.shipments), SHIPMENT_ROWS, "earlier shipments")
