@@ -238,6 +238,8 @@ class Notice(Contract):
     notice: silence is consent."""
     amount: Money | None = None
     currency: Currency | None = None
+    preorder_release: dt.date | None = None
+    """The "on backorder" notice of a pre-order: the day the product is released."""
     reason: Annotated[str, Field(max_length=2000)] | None = None
     """Why units were cancelled, where the customer did not ask (a backorder limit)."""
     carrier: Annotated[str, Field(max_length=100)] | None = None

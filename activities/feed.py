@@ -241,15 +241,25 @@ async def _apply(conn: AsyncConnection[Any], event: InventoryEvent, change: Chan
         case ProductDefined():
             await conn.execute(
                 """
-                INSERT INTO products (sku, backorderable, future_inventory, is_insert)
-                VALUES (%s, %s, %s, %s)
+                INSERT INTO products (sku, backorderable, future_inventory, is_insert,
+                                      preorder_release, preorder_end)
+                VALUES (%s, %s, %s, %s, %s, %s)
                 ON CONFLICT (sku) DO UPDATE
                    SET backorderable = EXCLUDED.backorderable,
                        future_inventory = EXCLUDED.future_inventory,
                        is_insert = EXCLUDED.is_insert,
+                       preorder_release = EXCLUDED.preorder_release,
+                       preorder_end = EXCLUDED.preorder_end,
                        updated_at = now()
                 """,
-                (event.sku, event.backorderable, event.future_inventory, event.insert),
+                (
+                    event.sku,
+                    event.backorderable,
+                    event.future_inventory,
+                    event.insert,
+                    event.preorder_release,
+                    event.preorder_end,
+                ),
             )
             change.skus.add(event.sku)
 

@@ -208,7 +208,7 @@ async def read_stock(conn: AsyncConnection[Any], skus: Iterable[str]) -> tuple[S
     ]
     cur = await conn.execute(
         """
-        SELECT sku, backorderable, future_inventory, is_insert
+        SELECT sku, backorderable, future_inventory, is_insert, preorder_release, preorder_end
           FROM products
          WHERE sku = ANY(%s)
          ORDER BY sku
@@ -216,8 +216,15 @@ async def read_stock(conn: AsyncConnection[Any], skus: Iterable[str]) -> tuple[S
         (ordered,),
     )
     products = [
-        Product(sku=s, backorderable=b, future_inventory=f, insert=i)
-        for s, b, f, i in await cur.fetchall()
+        Product(
+            sku=s,
+            backorderable=b,
+            future_inventory=f,
+            insert=i,
+            preorder_release=release,
+            preorder_end=end,
+        )
+        for s, b, f, i, release, end in await cur.fetchall()
     ]
     return (
         Stock(locations=tuple(locations), on_hand=tuple(levels), receipts=tuple(receipts)),

@@ -76,6 +76,7 @@ ALLOTMENT_RULES = (
 EVENT_RULES = (
     "an adjustment's delta is not 0",
     "a future_receipt_update carries an expected_date or a quantity",
+    "a product's preorder_end is before its preorder_release",
 )
 BATCH_RULES = ("event ids are unique within the batch", *EVENT_RULES)
 REPORT_RULES = (

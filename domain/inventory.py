@@ -170,6 +170,20 @@ class ProductDefined(_Event):
     backorderable: Flag = True
     future_inventory: Flag = True
     insert: Flag = False
+    preorder_release: Day | None = None
+    """On pre-order until this day: orders taken before it wait for it, even when stock
+    arrives earlier (none: not a pre-order)."""
+    preorder_end: Day | None = None
+    """The last day pre-orders are taken; after it the product takes no backorder until its
+    release (none: until the release)."""
+
+    @model_validator(mode="after")
+    def _window_before_release(self) -> ProductDefined:
+        if self.preorder_end is not None and (
+            self.preorder_release is None or self.preorder_end >= self.preorder_release
+        ):
+            raise ValueError("preorder_end needs a preorder_release after it")
+        return self
 
 
 InventoryEvent = Annotated[

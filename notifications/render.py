@@ -154,6 +154,7 @@ def _context(notice: Notice, shop: Storefront) -> dict[str, Any]:
         "consent_url": shop.link(shop.consent_url, notice),
         "cancel_url": shop.link(shop.cancel_url, notice),
         "reason": notice.reason,
+        "preorder_release": shop.day(notice.preorder_release),
         "carrier": notice.carrier,
         "tracking_number": notice.tracking_number,
         "estimated_delivery": shop.day(notice.estimated_delivery),

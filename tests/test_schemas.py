@@ -495,6 +495,14 @@ INVENTORY_CASES = [
     bad("inventory-event", "occurred_at as a number", receipt(("occurred_at", 1_700_000_000))),
     bad("inventory-event", "expected_date as a number", changed(EVENTS[2], ("expected_date", 0))),
     bad("inventory-event", 'pickup "yes"', changed(EVENTS[7], ("pickup", "yes"))),
+    good("inventory-event", "a pre-order product", changed(
+        EVENTS[8], ("preorder_release", "2027-03-01"), ("preorder_end", "2027-02-15"),
+    )),
+    bad("inventory-event", "preorder_release as a date-time",
+        changed(EVENTS[8], ("preorder_release", "2027-03-01T00:00:00Z"))),
+    service_only("inventory-event", "pre-orders end after the release", changed(
+        EVENTS[8], ("preorder_release", "2027-03-01"), ("preorder_end", "2027-03-02"),
+    ), "a product's preorder_end is before its preorder_release"),
     service_only("inventory-event", "quantity 2.0", receipt(("quantity", 2.0)), INTEGERS),
     service_only("inventory-event", "delta 0", changed(EVENTS[1], ("delta", 0)),
                  "an adjustment's delta is not 0"),

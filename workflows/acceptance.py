@@ -58,6 +58,7 @@ class Acceptance(Shipping):
         self._policy = chosen.policy.for_order(order.shipping_preference)
         policy = self._policy
         limited: tuple[str, ...] = ()
+        now = workflow.now()
         for attempt in range(1, RESERVE_ATTEMPTS + 1):
             if attempt == 1 and opened is not None:
                 available = opened.availability  # read with the claim
@@ -66,16 +67,23 @@ class Acceptance(Shipping):
             stock = available.stock
             if attempt == RESERVE_ATTEMPTS:  # stock keeps moving: let it all wait instead
                 stock = Stock(locations=stock.locations, receipts=stock.receipts)
-            plan = plan_acceptance(order, stock, available.catalog, policy)
+            plan = plan_acceptance(order, stock, available.catalog, policy, now.date())
             if opened is not None and opened.allowances:  # the site's backorder limits
                 plan, limited = within_allowances(plan, opened.allowances)
             if not plan.allotments or await self._reserve(plan.allotments, f"accept-{attempt}"):
                 break
-        now = workflow.now()
         waiting = [o.sku for o in plan.lines if o.backordered]
         self._acceptance_eta = expected_ship_date(
             waiting, available.stock.receipts, now.date(), policy.default_backorder_days
         )
+        releases = [
+            p.preorder_release
+            for sku in waiting
+            if (p := available.catalog.product(sku)).on_preorder(now.date())
+        ]
+        preorder = max((day for day in releases if day is not None), default=None)
+        if preorder is not None and self._acceptance_eta is not None:  # not before its release
+            self._acceptance_eta = max(self._acceptance_eta, preorder)
         self._book = OrderBook.accept(order, plan, now)
         self._accepted = True  # from here on a cancel has stock and money to give back
         self._payment = PaymentBook.from_order(order, policy.payment_timing)
@@ -119,6 +127,7 @@ class Acceptance(Shipping):
                 "accept/on-backorder",
                 waiting_items(self._book),
                 expected_ship_date=self._acceptance_eta,
+                preorder_release=preorder,
             )
         await self._changed(accepted=True)
 

@@ -5,6 +5,8 @@ Only current stock ships at acceptance; incoming stock is for the release passes
 
 from __future__ import annotations
 
+import datetime as dt
+
 from domain.order import Order
 from domain.planner.catalog import Catalog
 from domain.planner.demand import Backorder, BackorderLine
@@ -17,10 +19,17 @@ from domain.policy import AcceptanceSplit, BackorderPolicy, ReleaseMode
 
 
 def plan_acceptance(
-    order: Order, stock: Stock, catalog: Catalog, policy: BackorderPolicy
+    order: Order,
+    stock: Stock,
+    catalog: Catalog,
+    policy: BackorderPolicy,
+    today: dt.date | None = None,
 ) -> AcceptancePlan:
-    """Split `order` by `policy.acceptance_split` against the current stock in `stock`."""
-    pool = Pool(stock, catalog, future_until=None)
+    """Split `order` by `policy.acceptance_split` against the current stock in `stock`.
+    `today`: pre-order products before their release ship nothing (None: no pre-orders, as
+    acceptance planned before they existed)."""
+    withheld = catalog.on_preorder(today) if today is not None else frozenset()
+    pool = Pool(stock, catalog, future_until=None, withheld=withheld)
     whole_lines = policy.release_mode is not ReleaseMode.QUANTITY
     pickup = pickup_location(order.fulfillment)
     shipping_from: set[str] = set()
@@ -28,7 +37,7 @@ def plan_acceptance(
     missing: list[int] = []
     cancelled: list[int] = []
     for line in order.lines:
-        waits = backorderable(line, catalog, policy)
+        waits = backorderable(line, catalog, policy, today)
         takes: list[Take] = []
         short = pool.take(
             line.sku, line.quantity, pickup, whole_lines and waits, shipping_from, takes

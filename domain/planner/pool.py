@@ -48,19 +48,28 @@ class Pool:
 
     __slots__ = ("_at", "_current", "_future", "_left_later", "_left_now")
 
-    def __init__(self, stock: Stock, catalog: Catalog, future_until: dt.date | None) -> None:
-        """`future_until`: the last expected date of receipts to use; None uses none."""
+    def __init__(
+        self,
+        stock: Stock,
+        catalog: Catalog,
+        future_until: dt.date | None,
+        withheld: frozenset[str] = frozenset(),
+    ) -> None:
+        """`future_until`: the last expected date of receipts to use; None uses none.
+        `withheld`: skus none of whose stock is handed out (pre-orders before their release)."""
         ranked = sorted(stock.locations, key=lambda loc: (loc.rank, loc.location_id))
         rank = {loc.location_id: i for i, loc in enumerate(ranked)}
         self._current: dict[str, list[Cell]] = {}
         self._at: dict[tuple[str, str], Cell] = {}
         for level in stock.on_hand:
-            if level.quantity:
+            if level.quantity and level.sku not in withheld:
                 cell = Cell(level.sku, level.location, rank[level.location], level.quantity)
                 self._current.setdefault(level.sku, []).append(cell)
                 self._at[level.sku, level.location] = cell
         self._future: dict[str, list[Cell]] = {}
         for r in _usable(stock.receipts, catalog, future_until):
+            if r.sku in withheld:
+                continue
             cell = Cell(
                 r.sku, r.location, rank[r.location], r.quantity, r.expected_date, r.receipt_id
             )

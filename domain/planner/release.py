@@ -99,7 +99,12 @@ def decide_release(
     if len({b.order_id for b in backorders}) != len(backorders):
         raise ValueError("each order may have only one open backorder in a pass")
     future_until = as_of + dt.timedelta(days=policy.future_date_limit_days)
-    pool = Pool(stock, catalog, future_until if policy.future_inventory else None)
+    pool = Pool(
+        stock,
+        catalog,
+        future_until if policy.future_inventory else None,
+        withheld=catalog.on_preorder(as_of),  # pre-orders wait for their release day
+    )
     inserts = inserts_in(catalog)
     decisions = []
     for backorder in sorted(backorders, key=partial(queue_position, policy=policy)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from enum import Enum
 
@@ -11,9 +12,14 @@ from domain.planner.demand import Backorder
 from domain.policy import BackorderPolicy, InsertHandling, ReleaseMode
 
 
-def backorderable(line: OrderLine, catalog: Catalog, policy: BackorderPolicy) -> bool:
-    """The site switch wins; then the line's own flag; then the product's."""
+def backorderable(
+    line: OrderLine, catalog: Catalog, policy: BackorderPolicy, today: dt.date | None = None
+) -> bool:
+    """The site switch wins; then a pre-order window that has closed (`today`); then the
+    line's own flag; then the product's."""
     if not policy.backorders_enabled:
+        return False
+    if today is not None and catalog.product(line.sku).preorders_closed(today):
         return False
     if line.allow_backorder is not None:
         return line.allow_backorder
