@@ -49,7 +49,10 @@ EVENTS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "po-received": (FutureReceiptReceived, ("receipt_id", "quantity")),
     "po-close": (FutureReceiptClosed, ("receipt_id", "reason")),
     "location": (LocationDefined, ("location_id", "rank", "pickup")),
-    "product": (ProductDefined, ("sku", "backorderable", "future_inventory", "insert")),
+    "product": (
+        ProductDefined,
+        ("sku", "backorderable", "future_inventory", "insert", "preorder_release", "preorder_end"),
+    ),
 }
 """Each `inventory` subcommand's event and the arguments (named as its fields) it takes."""
 
@@ -107,6 +110,12 @@ def describe_event(event: InventoryEvent) -> str:
                 "backorderable" if event.backorderable else "not backorderable",
                 "future inventory" if event.future_inventory else "no future inventory",
                 *(["insert"] if event.insert else []),
+                *(
+                    [f"on pre-order until {event.preorder_release}"]
+                    if event.preorder_release
+                    else []
+                ),
+                *([f"pre-orders taken until {event.preorder_end}"] if event.preorder_end else []),
             ]
             return f"{event.sku}, {', '.join(switches)}"
     raise AssertionError(f"unknown event {event!r}")
@@ -310,6 +319,18 @@ def inventory_commands() -> list[click.Command]:
             switched_off("--not-backorderable", "backorderable"),
             switched_off("--no-future-inventory", "future_inventory"),
             flag("--insert", help="a packing insert"),
+            click.Option(
+                ["--preorder-release", "preorder_release"],
+                type=typed(date_arg, "date"),
+                metavar="YYYY-MM-DD",
+                help="on pre-order until this day: orders wait for it even when stock comes",
+            ),
+            click.Option(
+                ["--preorder-end", "preorder_end"],
+                type=typed(date_arg, "date"),
+                metavar="YYYY-MM-DD",
+                help="the last day pre-orders are taken (default: until the release)",
+            ),
         ),
         load_command(),
         stock_command(),

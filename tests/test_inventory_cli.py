@@ -358,12 +358,20 @@ def fields(event: InventoryEvent) -> dict[str, Any]:
         (
             "product KTP",
             ProductDefined,
-            {"sku": "KTP", "backorderable": True, "future_inventory": True, "insert": False},
+            {"sku": "KTP", "backorderable": True, "future_inventory": True, "insert": False,
+             "preorder_release": None, "preorder_end": None},
         ),
         (
             "product KTP --not-backorderable --no-future-inventory --insert",
             ProductDefined,
-            {"sku": "KTP", "backorderable": False, "future_inventory": False, "insert": True},
+            {"sku": "KTP", "backorderable": False, "future_inventory": False, "insert": True,
+             "preorder_release": None, "preorder_end": None},
+        ),
+        (
+            "product GAME --preorder-release 2027-03-01 --preorder-end 2027-02-15",
+            ProductDefined,
+            {"sku": "GAME", "backorderable": True, "future_inventory": True, "insert": False,
+             "preorder_release": dt.date(2027, 3, 1), "preorder_end": dt.date(2027, 2, 15)},
         ),
     ],
 )  # fmt: skip
