@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from domain.contract import Count, Day, Instant, require_unique
 from domain.order import Contract, Identifier, Money
@@ -58,12 +58,23 @@ class PickedLine(Contract):
     the same report twice leaves the shipment as once."""
 
 
+def _some_lines(lines: tuple[PickedLine, ...]) -> tuple[PickedLine, ...]:
+    if not lines:
+        raise ValueError("a short pick names at least one line")
+    return lines
+
+
 class ShortPick(Contract):
     """Fulfilment found fewer units than the shipment holds; the missing ones wait again."""
 
     type: Literal["short_pick"] = "short_pick"
     shipment_id: ShipmentId
-    lines: Annotated[tuple[PickedLine, ...], Field(min_length=1, max_length=1000)]
+    lines: Annotated[
+        tuple[PickedLine, ...],
+        Field(max_length=1000, json_schema_extra={"minItems": 1}),
+        AfterValidator(_some_lines),
+    ]
+    """At least one line (checked after the lines, so a bad count is the only error named)."""
     reported_at: Instant
 
     @model_validator(mode="after")

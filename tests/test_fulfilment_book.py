@@ -465,7 +465,7 @@ SHORT = {
         (SHIPPED | {"carrier": ""}, "carrier"),
         (SHIPPED | {"signed_by": "me"}, "Extra inputs are not permitted"),
         ({k: v for k, v in SHIPPED.items() if k != "carrier"}, "carrier\n  Field required"),
-        (SHORT | {"lines": []}, "at least 1 item"),
+        (SHORT | {"lines": []}, "names at least one line"),
         (SHORT | {"lines": [{"line_id": "KTP", "found": -1}]}, "greater than or equal to 0"),
         (SHORT | {"lines": [{"line_id": "KTP", "found": "1"}]}, "must be a JSON integer"),
         (SHORT | {"lines": [{"line_id": "KTP", "found": 1.0}]}, "must be a JSON integer"),
