@@ -111,7 +111,9 @@ def test_every_figure_is_there_and_sane(bench_run: tuple[dict[str, Any], Path, s
         assert by_name[name]["baseline"] > 0, by_name[name]
     # the service does work in PostgreSQL and its worker; the baseline never touches PostgreSQL
     assert by_name["CPU per order, fanout: worker"]["ours"] > 0
-    assert by_name["CPU per order, intake: postgres"]["ours"] > 0
+    # (at N = 10 one scenario's PostgreSQL time can fall under the 10 ms the kernel counts in)
+    postgres = [by_name[f"CPU per order, {s}: postgres"]["ours"] for s in ("intake", "fanout")]
+    assert sum(postgres) > 0, postgres
     memory = {f["name"]: f for f in figures["general"]}
     (mem,) = memory.values()
     assert mem["unit"] == "KB" and mem["ours"] > 0 and mem["baseline"] > 0
